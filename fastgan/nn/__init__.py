@@ -1,0 +1,9 @@
+"""Neural-network building blocks: Module, layers and initialisation."""
+from . import init
+from .layers import (BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d, Dropout, Flatten, LeakyReLU, Linear,
+                     Maxout, ReLU, Sigmoid, Tanh, Unflatten)
+from .module import Module, Parameter, Sequential
+
+__all__ = ["Module", "Parameter", "Sequential", "Linear", "Conv2d", "ConvTranspose2d", "BatchNorm1d",
+           "BatchNorm2d", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout", "Maxout", "Flatten", "Unflatten",
+           "init"]

@@ -1,0 +1,41 @@
+"""Weight initialisation, drawing from fastgan's global generator (so `manual_seed` makes it reproducible)."""
+import numpy as np
+
+from .. import backend
+from ..random import generator
+
+
+def _fill(tensor, values):
+    tensor.data = backend.xp(tensor.data).asarray(values.astype(tensor.dtype, copy=False))
+    return tensor
+
+
+def normal_(tensor, mean=0.0, std=1.0):
+    return _fill(tensor, generator().normal(mean, std, tensor.shape))
+
+
+def uniform_(tensor, low=0.0, high=1.0):
+    return _fill(tensor, generator().uniform(low, high, tensor.shape))
+
+
+def constant_(tensor, value):
+    return _fill(tensor, np.full(tensor.shape, value))
+
+
+def fan_in(weight):
+    """Inputs feeding one output: in_features for Linear, C_in·kH·kW for Conv2d (dim 1 and the kernel)."""
+    return int(np.prod(weight.shape[1:]))
+
+
+def dcgan_init(module):
+    """The DCGAN recipe: conv and conv-transpose weights ~ N(0, 0.02); batch-norm γ ~ N(1, 0.02), β = 0."""
+    from .layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d
+    for m in module.modules():
+        if isinstance(m, (Conv2d, ConvTranspose2d)):
+            normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                constant_(m.bias, 0.0)
+        elif isinstance(m, (BatchNorm1d, BatchNorm2d)) and m.weight is not None:
+            normal_(m.weight, 1.0, 0.02)
+            constant_(m.bias, 0.0)
+    return module

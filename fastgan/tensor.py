@@ -1,0 +1,214 @@
+"""The autograd core: a Tensor that remembers how it was made, and backward() that replays that record in reverse.
+
+Every differentiable op (in functional.py) computes its output array and hands `_result` three things: the output,
+the input Tensors it read, and a closure `backward(grad_out) -> grads for each input`. That is the whole tape.
+`Tensor.backward` then
+  1. sorts the graph topologically (iteratively, so a deep graph cannot hit Python's recursion limit),
+  2. walks it from the output back to the leaves, calling each closure once with the *sum* of the gradients that
+     reached that node (a node used twice gets both contributions: accumulation makes reuse correct),
+  3. sums a broadcast operand's gradient back down to the operand's shape ("un-broadcasting"),
+  4. stores the gradient of every leaf that requires it in `.grad`, and frees the graph unless asked to keep it.
+"""
+import contextlib
+
+import numpy as np
+
+from . import backend
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Within this block ops record nothing: no graph, no gradients (for sampling and evaluation)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled():
+    return _grad_enabled
+
+
+class Tensor:
+    """An n-dimensional array (NumPy on the CPU, CuPy on the GPU) plus what autograd needs to know about it."""
+
+    __array_priority__ = 1000  # `numpy_scalar * tensor` calls Tensor.__rmul__, not NumPy's broadcasting
+
+    def __init__(self, data, requires_grad=False, _parents=(), _backward=None, _op=""):
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self._parents = _parents    # the Tensors this one was computed from (None where an input was absent)
+        self._backward = _backward  # grad_out -> one gradient (or None) per parent; None for a leaf
+        self._op = _op              # the op's name, for repr and error messages
+
+    # --- what the array is -------------------------------------------------------------------------------------
+    shape = property(lambda self: tuple(self.data.shape))
+    dtype = property(lambda self: self.data.dtype)
+    ndim = property(lambda self: self.data.ndim)
+    device = property(lambda self: backend.device_of(self.data))
+    is_leaf = property(lambda self: self._backward is None)
+
+    def numel(self):
+        return int(self.data.size)
+
+    def __len__(self):
+        return self.shape[0]
+
+    def numpy(self):
+        """The values as a NumPy array (copied from the GPU when needed); never part of the graph."""
+        return backend.to_numpy(self.data)
+
+    def item(self):
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def detach(self):
+        """The same array, cut from the graph."""
+        return Tensor(self.data)
+
+    def to(self, device):
+        """A copy on `device` ("cpu" or "cuda"); gradients flow back to the original."""
+        if backend.normalize_device(device) == self.device:
+            return self
+        from . import functional
+        return functional.to_device(self, device)
+
+    def requires_grad_(self, flag=True):
+        self.requires_grad = flag
+        return self
+
+    def __repr__(self):
+        grad = f", requires_grad=True" if self.requires_grad else ""
+        op = f", op={self._op}" if self._op else ""
+        return f"Tensor({self.numpy()!r}, device='{self.device}'{grad}{op})"
+
+    # --- autograd ------------------------------------------------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Compute d(self)/d(leaf) for every leaf that requires a gradient and add it to the leaf's `.grad`."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar output, got shape {self.shape}")
+            grad = backend.xp(self.data).ones_like(self.data)
+        else:
+            grad = grad.data if isinstance(grad, Tensor) else grad
+            if tuple(grad.shape) != self.shape:
+                raise ValueError(f"backward(): gradient shape {tuple(grad.shape)} != tensor shape {self.shape}")
+
+        grads = {id(self): grad}
+        for node in reversed(_topological_order(self)):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            if node._backward is None:  # a leaf: keep its gradient
+                node.grad = Tensor(g.copy()) if node.grad is None else Tensor(node.grad.data + g)
+                continue
+            for parent, pg in zip(node._parents, node._backward(g)):
+                if parent is None or pg is None or not parent.requires_grad:
+                    continue
+                pg = _unbroadcast(pg, parent.shape)
+                grads[id(parent)] = grads[id(parent)] + pg if id(parent) in grads else pg
+            if not retain_graph:
+                node._parents, node._backward = (), _graph_freed
+
+
+def _graph_freed(grad):
+    raise RuntimeError("backward through a graph a second time: its buffers were freed by the first backward(); "
+                       "pass retain_graph=True to the first call if you need this")
+
+
+def _topological_order(root):
+    """Every node that requires grad and leads to `root`, each after all of its parents (iterative DFS)."""
+    order, visited, stack = [], set(), [(root, False)]
+    while stack:
+        node, parents_done = stack.pop()
+        if parents_done:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        stack.extend((p, False) for p in node._parents if p is not None and p.requires_grad and id(p) not in visited)
+    return order
+
+
+def _unbroadcast(grad, shape):
+    """Sum a gradient over the axes along which its operand was broadcast, so it has the operand's shape."""
+    if tuple(grad.shape) == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    return grad.sum(axis=stretched, keepdims=True) if stretched else grad
+
+
+def _result(data, parents, backward, op):
+    """Wrap an op's output; record the op on the tape only if some input needs a gradient."""
+    if _grad_enabled and any(p is not None and p.requires_grad for p in parents):
+        return Tensor(data, True, tuple(parents), backward, op)
+    return Tensor(data)
+
+
+# --- creating tensors ------------------------------------------------------------------------------------------
+def tensor(data, requires_grad=False, dtype=None, device="cpu"):
+    """A new leaf tensor. Python numbers become float32 (or int64 if all are integers); arrays keep their dtype."""
+    if isinstance(data, Tensor):
+        data = data.data
+    xp = backend.array_module(device)
+    if dtype is None and not hasattr(data, "dtype"):
+        probe = np.asarray(data)
+        dtype = np.int64 if probe.dtype.kind in "iub" else np.float32
+    array = xp.array(backend.to_numpy(data) if xp is np else data, dtype=dtype, copy=True)
+    if requires_grad and array.dtype.kind != "f":
+        raise TypeError(f"only floating-point tensors can require grad, got dtype {array.dtype}")
+    return Tensor(array, requires_grad=requires_grad)
+
+
+def _filled(fill, shape, dtype, device, requires_grad):
+    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else tuple(shape)
+    xp = backend.array_module(device)
+    return Tensor(fill(xp, shape, np.dtype(dtype or np.float32)), requires_grad=requires_grad)
+
+
+def zeros(*shape, dtype=None, device="cpu", requires_grad=False):
+    return _filled(lambda xp, s, d: xp.zeros(s, d), shape, dtype, device, requires_grad)
+
+
+def ones(*shape, dtype=None, device="cpu", requires_grad=False):
+    return _filled(lambda xp, s, d: xp.ones(s, d), shape, dtype, device, requires_grad)
+
+
+from . import functional  # noqa: E402  (functional needs Tensor; Tensor's operators below need functional)
+
+
+def _method(fn):
+    return lambda self, *args, **kwargs: fn(self, *args, **kwargs)
+
+
+def _reflected(fn):
+    return lambda self, other: fn(other, self)
+
+
+# Tensor's operators and methods are the functional ops; the math lives in one place.
+for _name, _fn in {
+    "__add__": functional.add, "__sub__": functional.sub, "__mul__": functional.mul,
+    "__truediv__": functional.div, "__matmul__": functional.matmul, "__pow__": functional.pow,
+    "__neg__": functional.neg, "__getitem__": functional.getitem,
+    "sum": functional.sum, "mean": functional.mean, "reshape": functional.reshape, "view": functional.reshape,
+    "transpose": functional.transpose, "flatten": functional.flatten, "exp": functional.exp,
+    "log": functional.log, "relu": functional.relu, "tanh": functional.tanh, "sigmoid": functional.sigmoid,
+}.items():
+    setattr(Tensor, _name, _method(_fn))
+for _name, _fn in {"__radd__": functional.add, "__rsub__": functional.sub, "__rmul__": functional.mul,
+                   "__rtruediv__": functional.div, "__rmatmul__": functional.matmul}.items():
+    setattr(Tensor, _name, _reflected(_fn))
+Tensor.T = property(lambda self: functional.transpose(self, 0, 1) if self.ndim == 2 else
+                    functional.permute(self, tuple(reversed(range(self.ndim)))))

@@ -1,0 +1,87 @@
+"""The autograd core: accumulation, un-broadcasting, deep graphs, graph freeing, no_grad, central differences."""
+import numpy as np
+import pytest
+
+import fastgan
+import fastgan.functional as F
+from oracle import gradcheck, random_inputs
+
+
+def test_reused_node_accumulates():
+    x = fastgan.tensor([2.0, -3.0], requires_grad=True)
+    y = x * x + x  # x is used three times
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * np.array([2.0, -3.0]) + 1)
+
+
+def test_gradients_accumulate_across_backward_calls():
+    x = fastgan.tensor([1.0, 2.0], requires_grad=True)
+    (x * 3).sum().backward()
+    (x * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [6.0, 6.0])
+
+
+def test_unbroadcast_shapes():
+    a = fastgan.tensor(np.ones((4, 1, 3)), requires_grad=True)
+    b = fastgan.tensor(np.ones((5, 1)), requires_grad=True)
+    (a * b).sum().backward()
+    assert a.grad.shape == (4, 1, 3) and b.grad.shape == (5, 1)
+    np.testing.assert_allclose(a.grad.numpy(), 5.0)
+    np.testing.assert_allclose(b.grad.numpy(), 12.0)
+
+
+def test_deep_graph_has_no_recursion_limit():
+    x = fastgan.tensor([1.0], requires_grad=True)
+    y = x
+    for _ in range(20000):
+        y = y * 1.0
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), [1.0])
+
+
+def test_graph_is_freed_unless_retained():
+    x = fastgan.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
+    with pytest.raises(RuntimeError, match="second time"):
+        y.backward()
+
+
+def test_no_grad_and_detach():
+    x = fastgan.tensor([1.0], requires_grad=True)
+    with fastgan.no_grad():
+        y = x * 2
+    assert not y.requires_grad and fastgan.is_grad_enabled()
+    assert not (x.detach() * 2).requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+
+
+def test_backward_needs_scalar_or_gradient():
+    x = fastgan.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="scalar"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match=r"\(3,\)"):
+        (x * 2).backward(fastgan.tensor([1.0, 1.0, 1.0]))
+
+
+def test_dtypes():
+    assert fastgan.tensor([1.0]).dtype == np.float32
+    assert fastgan.tensor(np.zeros(2)).dtype == np.float64
+    assert fastgan.tensor([1.0], dtype=np.float64).dtype == np.float64
+    assert (fastgan.tensor([1.0]) * 2.5).dtype == np.float32  # Python scalars never upcast
+    with pytest.raises(TypeError, match="floating"):
+        fastgan.tensor([1, 2], requires_grad=True)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a, b: (a * b + a / (b * b + 1)).tanh(),
+    lambda a, b: F.sigmoid(a @ b.T),
+    lambda a, b: F.leaky_relu(a - b, 0.1) * F.relu(b),
+    lambda a, b: F.sum(F.cat([a, b], dim=0) ** 2, dim=1),
+])
+def test_central_differences(fn):
+    a, b = random_inputs((3, 4), (3, 4), seed=3)
+    gradcheck(fn, [a, b])
