@@ -46,26 +46,36 @@ def _pair(v, name="argument"):
 
 # --- elementwise arithmetic (broadcasting; the engine un-broadcasts the gradients) ------------------------------
 
-def add(a, b):
+def _operands(op, a, b):
+    """Lift numbers to Tensors like the other operand and check that the shapes broadcast."""
     a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+    return a, b
+
+
+def add(a, b):
+    a, b = _operands("add", a, b)
     # d(a+b) = da + db
     return _result(a.data + b.data, (a, b), lambda g: (g, g), "add")
 
 
 def sub(a, b):
-    a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
+    a, b = _operands("sub", a, b)
     # d(a-b) = da - db
     return _result(a.data - b.data, (a, b), lambda g: (g, -g), "sub")
 
 
 def mul(a, b):
-    a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
+    a, b = _operands("mul", a, b)
     # d(ab) = b da + a db
     return _result(a.data * b.data, (a, b), lambda g: (g * b.data, g * a.data), "mul")
 
 
 def div(a, b):
-    a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
+    a, b = _operands("div", a, b)
     # d(a/b) = da/b - a db/b²
     return _result(a.data / b.data, (a, b), lambda g: (g / b.data, -g * a.data / (b.data * b.data)), "div")
 

@@ -50,8 +50,10 @@ def state_pairs(ours, theirs):
     return list(zip(names, list(ours_state.values()), theirs_params + theirs_buffers))
 
 
+# float32: Adam divides by √v, so where a gradient is ~0 a rounding difference can move a weight by up to lr
+# (2e-4) a step, in either direction; three steps bound the difference by ~1e-3. float64 is the tight check.
 @pytest.mark.parametrize("dtype, tol", [(np.float64, dict(rtol=1e-9, atol=1e-11)),
-                                        (np.float32, dict(rtol=2e-3, atol=2e-5))])
+                                        (np.float32, dict(rtol=1e-3, atol=1.5e-3))])
 def test_three_dcgan_steps_match_torch(dtype, tol):
     fastgan.manual_seed(0)
     G, D = dcgan_mnist()

@@ -41,7 +41,7 @@ def test_conv_without_bias_and_frozen_input(impl):
           [x, weight], grad=[False, True])
     check(lambda x, w: F.conv_transpose2d(x, w.transpose(0, 1), None, 2, 1),
           lambda x, w: torch.nn.functional.conv_transpose2d(x, w.transpose(0, 1), None, 2, 1),
-          [random_inputs((2, 4, 5, 5))[0], weight], grad=[True, False])
+          [random_inputs((2, 3, 5, 5))[0], weight], grad=[True, False])
 
 
 @pytest.mark.parametrize("layer", [

@@ -1,0 +1,91 @@
+"""The whole 28×28 DCGAN training step (both players, both Adams), fastgan vs PyTorch eager, in one process.
+
+    python benchmarks/train_step.py                 # batch 128, 2 threads
+    python benchmarks/train_step.py --batch-size 64 --steps 30 --impl reference
+
+Both engines train the same model (same weights, batch and noise) with the same number of threads; the first steps
+are checked to agree before anything is timed. Prints the median step time, img/s, seconds per MNIST epoch
+(60000 // batch steps) and fastgan's speed relative to torch.
+"""
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20, help="timed steps per engine (after 3 warm-up steps)")
+    p.add_argument("--threads", type=int, default=2, help="threads for both engines (BLAS, OpenMP, torch)")
+    p.add_argument("--impl", default=None, help="pin one fastgan kernel implementation (reference, cpu)")
+    return p.parse_args()
+
+
+def main():
+    args = parse()
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(args.threads)  # before numpy and torch load their thread pools
+    import torch
+
+    import fastgan
+    from fastgan import dispatch, optim
+    from fastgan.gan import train_step
+    from fastgan.models.dcgan import dcgan_mnist
+    from test_dcgan_step import torch_dcgan, torch_train_step
+
+    torch.set_num_threads(args.threads)
+    fastgan.manual_seed(0)
+    G, D = dcgan_mnist()
+    tG, tD = torch_dcgan()
+    for ours, theirs in ((G, tG), (D, tD)):
+        with torch.no_grad():
+            for a, b in zip(ours.parameters(), theirs.parameters()):
+                b.copy_(torch.tensor(a.numpy()))
+    opt_g, opt_d = (optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D))
+    topt_g, topt_d = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (tG, tD))
+    rng = np.random.default_rng(0)
+    n = args.batch_size
+    batches = [(np.tanh(rng.standard_normal((n, 1, 28, 28))).astype(np.float32),
+                rng.standard_normal((n, 100, 1, 1)).astype(np.float32)) for _ in range(4)]
+
+    def ours(i):
+        real, z = batches[i % len(batches)]
+        return train_step(G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
+
+    def theirs(i):
+        real, z = batches[i % len(batches)]
+        return torch_train_step(tG, tD, topt_g, topt_d, torch.from_numpy(real), torch.from_numpy(z))
+
+    with dispatch.use(args.impl):
+        # validate: the first steps from identical weights must give the same losses
+        for i in range(3):
+            s, (ld, lg) = ours(i), theirs(i)
+            if not np.allclose([s["loss_d"], s["loss_g"]], [ld, lg], rtol=1e-3, atol=1e-4):
+                sys.exit(f"validation failed at step {i}: fastgan {s['loss_d']:.5f}/{s['loss_g']:.5f} vs torch "
+                         f"{ld:.5f}/{lg:.5f}")
+        times = {}
+        for name, step in (("fastgan", ours), ("torch", theirs)):
+            samples = []
+            for i in range(args.steps):
+                t0 = time.perf_counter()
+                step(i)
+                samples.append(time.perf_counter() - t0)
+            times[name] = statistics.median(samples)
+
+    iters = 60000 // n
+    impl = args.impl or ",".join(sorted(set(dispatch.describe("cpu").values())))
+    print(f"DCGAN 28x28 training step, batch {n}, {args.threads} threads, fastgan kernels: {impl}")
+    print(f"{'engine':10s} {'ms/step':>9s} {'img/s':>8s} {'s/epoch':>8s}")
+    for name, t in times.items():
+        print(f"{name:10s} {t * 1e3:9.1f} {n / t:8.0f} {t * iters:8.1f}")
+    print(f"fastgan / torch throughput: {times['torch'] / times['fastgan']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
