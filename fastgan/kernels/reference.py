@@ -1,0 +1,349 @@
+"""Reference kernels in plain NumPy: the specification of every kernel, and the text to learn them from.
+
+Every faster implementation (C++, Triton, CUDA) has these function names and signatures and is tested against
+this module. The code favours clarity, but it is not naive: each convolution is one matrix product (GEMM) that
+NumPy hands to BLAS, and the only Python loop is over the kh*kw kernel offsets. All kernels preserve the dtype
+(float32 in, float32 out; float64 in, float64 out), take C-contiguous NCHW arrays, return contiguous arrays, and
+never modify their inputs, except the state they are documented to update (running statistics, optimiser state).
+
+Convolution as a matrix product
+-------------------------------
+A 2-D convolution (strictly a cross-correlation) with weight W (O, C, kh, kw) is
+
+    y[n, o, p, q] = sum_{c, i, j} W[o, c, i, j] * xpad[n, c, p*sh + i, q*sw + j]
+
+im2col copies every input patch into a column, so that the sum becomes one GEMM:
+
+    cols has shape (C*kh*kw, N*Ho*Wo):
+        row    r = (c*kh + i)*kw + j          -- the same order as weight.reshape(O, C*kh*kw)
+        column k = (n*Ho + p)*Wo + q          -- one output pixel
+        cols[r, k] = xpad[n, c, p*sh + i, q*sw + j]       (zero where the patch reads the padding)
+
+    y as a matrix (O, N*Ho*Wo) = weight.reshape(O, C*kh*kw) @ cols
+
+The "channel-rows" matrix of an NCHW array a is a.transpose(1, 0, 2, 3).reshape(C, N*H*W): one row per channel,
+the same column order as cols. y above is in that form; turning it back into NCHW costs one copy of the output.
+
+col2im is the adjoint (transpose) of im2col: it scatters each column entry back to the pixel it was copied from
+and sums where patches overlap. Because y = W·im2col(x) is linear in x, its gradient is x̄ = col2im(Wᵀ ȳ); and
+a transposed convolution is *defined* as that adjoint, so conv_transpose2d_forward is literally conv2d's
+backward-data, and conv_transpose2d's backward-data is a plain conv2d.
+"""
+import numpy as np
+
+__all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
+           "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "sigmoid_bce_forward",
+           "adam_step", "sgd_step"]
+
+
+# --- im2col / col2im ------------------------------------------------------------------------------------------
+
+def _conv_out_hw(x_shape, kernel_size, stride, padding):
+    """(Ho, Wo) of a conv2d over an input of shape x_shape: Ho = (H + 2·ph - kh) // sh + 1."""
+    return tuple((size + 2 * p - k) // s + 1 for size, k, s, p in zip(x_shape[2:], kernel_size, stride, padding))
+
+
+def _offset_window(i, j, out_hw, stride):
+    """The (rows, cols) slices of the padded input that kernel offset (i, j) reads for every output pixel."""
+    (ho, wo), (sh, sw) = out_hw, stride
+    return slice(i, i + sh * (ho - 1) + 1, sh), slice(j, j + sw * (wo - 1) + 1, sw)
+
+
+def im2col(x, kernel_size, stride, padding):
+    """x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo), the layout described in the module docstring."""
+    n, c, h, w = x.shape
+    (kh, kw), (ph, pw) = kernel_size, padding
+    ho, wo = _conv_out_hw(x.shape, kernel_size, stride, padding)
+    # one copy of x, channel-major (C, N, H, W) and zero-padded, so that each offset below copies a block whose
+    # memory order matches the destination's
+    xpad = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    xpad[:, :, ph:ph + h, pw:pw + w] = x.transpose(1, 0, 2, 3)
+    cols = np.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            rows, columns = _offset_window(i, j, (ho, wo), stride)
+            cols[:, i, j] = xpad[:, :, rows, columns]
+    return cols.reshape(c * kh * kw, n * ho * wo)
+
+
+def col2im(cols, x_shape, kernel_size, stride, padding):
+    """The adjoint of im2col: cols (C*kh*kw, N*Ho*Wo) -> x (N, C, H, W), summing entries that hit the same pixel.
+
+    <im2col(x), cols> = <x, col2im(cols)> for all x, cols: every entry of cols is added back to the one input
+    pixel im2col copied it from; entries that came from the padding are dropped.
+    """
+    n, c, h, w = x_shape
+    (kh, kw), (ph, pw) = kernel_size, padding
+    ho, wo = _conv_out_hw(x_shape, kernel_size, stride, padding)
+    cols = cols.reshape(c, kh, kw, n, ho, wo)
+    xpad = np.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            # within one offset, distinct output pixels read distinct input pixels: a plain slice-add is exact
+            rows, columns = _offset_window(i, j, (ho, wo), stride)
+            xpad[:, :, rows, columns] += cols[:, i, j]
+    # crop the padding and go back to NCHW in the same copy
+    return np.ascontiguousarray(xpad[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3))
+
+
+# --- the pieces both convolutions are made of ------------------------------------------------------------------
+
+def _to_channel_rows(a):
+    """(N, C, H, W) -> (C, N*H*W): one row per channel, columns in im2col's order."""
+    n, c, h, w = a.shape
+    return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).reshape(c, n * h * w)
+
+
+def _from_channel_rows(m, n, h, w, bias=None):
+    """(C, N*H*W) -> contiguous (N, C, H, W), adding the per-channel bias in the same copy."""
+    c = m.shape[0]
+    nchw = m.reshape(c, n, h, w).transpose(1, 0, 2, 3)
+    out = np.empty((n, c, h, w), dtype=m.dtype)
+    if bias is None:
+        out[...] = nchw
+    else:
+        np.add(nchw, bias.reshape(1, c, 1, 1), out=out)
+    return out
+
+
+def _correlate(x, weight, stride, padding, bias=None):
+    """The conv2d product y = W·im2col(x). Returns y (N, O, Ho, Wo) and the columns (kept for the weight grad)."""
+    o, _, kh, kw = weight.shape
+    cols = im2col(x, (kh, kw), stride, padding)
+    y = weight.reshape(o, -1) @ cols                                   # the one GEMM: (O, CKK) @ (CKK, N*Ho*Wo)
+    return _from_channel_rows(y, x.shape[0], *_conv_out_hw(x.shape, (kh, kw), stride, padding), bias), cols
+
+
+def _correlate_adjoint(rows, weight, x_shape, stride, padding):
+    """The adjoint of _correlate in x: col2im(Wᵀ · rows), rows (O, N*Ho*Wo) -> (N, C, H, W)."""
+    o, _, kh, kw = weight.shape
+    cols = weight.reshape(o, -1).T @ rows                              # the one GEMM: (CKK, O) @ (O, N*Ho*Wo)
+    return col2im(cols, x_shape, (kh, kw), stride, padding)
+
+
+def _weight_grad(rows, cols, weight_shape):
+    """dW of y = W·cols: rows (O, M) is the upstream gradient as channel rows; dW = rows · colsᵀ."""
+    return (rows @ cols.T).reshape(weight_shape)
+
+
+# --- conv2d ---------------------------------------------------------------------------------------------------
+
+def conv2d_forward(x, weight, bias, stride, padding):
+    """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo)."""
+    y, _ = _correlate(x, weight, stride, padding, bias)
+    return y
+
+
+# With Y = W·X (Y = y as channel rows, X = im2col(x)) and upstream gradient Ȳ:
+#   W̄ = Ȳ·Xᵀ,   X̄ = Wᵀ·Ȳ and x̄ = col2im(X̄) (col2im is im2col's adjoint),   b̄ = Σ_{n,p,q} ȳ.
+def conv2d_backward(dy, x, weight, stride, padding):
+    """-> (dx, dweight, dbias); dbias is dy summed over N, H, W (returned even when the conv has no bias)."""
+    dy_rows = _to_channel_rows(dy)
+    dx = _correlate_adjoint(dy_rows, weight, x.shape, stride, padding)
+    dweight = _weight_grad(dy_rows, im2col(x, weight.shape[2:], stride, padding), weight.shape)
+    return dx, dweight, dy_rows.sum(axis=1)
+
+
+# --- conv_transpose2d -----------------------------------------------------------------------------------------
+
+def _conv_transpose_out_shape(x, weight, stride, padding, output_padding):
+    return (x.shape[0], weight.shape[1]) + tuple(
+        (size - 1) * s - 2 * p + k + op
+        for size, s, p, k, op in zip(x.shape[2:], stride, padding, weight.shape[2:], output_padding))
+
+
+def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
+    """x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> y (N, Cout, Hout, Wout), Hout = (H-1)·sh - 2·ph + kh + oph.
+
+    A transposed convolution is the adjoint of the conv2d that maps y's shape to x's shape with the same weight
+    (read as (O=Cin, C=Cout, kh, kw)): y = col2im(Wᵀ · x). output_padding only picks which of the y shapes that
+    conv2d maps onto x's shape is meant (the extra rows/columns receive nothing but the bias).
+    """
+    y_shape = _conv_transpose_out_shape(x, weight, stride, padding, output_padding)
+    y = _correlate_adjoint(_to_channel_rows(x), weight, y_shape, stride, padding)
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+# y = col2im(Wᵀ·X) with X = x as channel rows is the adjoint of the conv2d Y' = W·im2col(y'), so its gradient
+# is that conv2d:   x̄ = conv2d(ȳ, W)  (as rows: W·im2col(ȳ)),   W̄ = X·im2col(ȳ)ᵀ,   b̄ = Σ_{n,p,q} ȳ.
+def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding):
+    """-> (dx, dweight, dbias); output_padding is implied by dy's shape and not needed here."""
+    dx, dy_cols = _correlate(dy, weight, stride, padding)
+    dweight = _weight_grad(_to_channel_rows(x), dy_cols, weight.shape)
+    return dx, dweight, dy.sum(axis=(0, 2, 3))
+
+
+# --- batch norm + activation ----------------------------------------------------------------------------------
+
+def _channel_view(v, ndim):
+    """A per-channel vector (C,) shaped to broadcast against an (N, C) or (N, C, H, W) array."""
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _reduce_axes(x):
+    return (0,) if x.ndim == 2 else (0, 2, 3)
+
+
+# (NumPy's where= and np.where are an order of magnitude slower than plain ufuncs here, hence the masks below.)
+def _apply_activation(z, activation, negative_slope):
+    """In place: relu(z) = max(z, 0), or leaky_relu(z) = max(z, 0) + slope·min(z, 0) (exactly z or slope·z)."""
+    if activation == "leaky_relu":
+        negative = np.minimum(z, 0)
+        negative *= negative_slope
+        np.maximum(z, 0, out=z)
+        z += negative
+    elif activation == "relu":
+        np.maximum(z, 0, out=z)
+    elif activation is not None:
+        raise ValueError(f"unknown activation {activation!r}")
+
+
+def _activation_grad(g, z, activation, negative_slope):
+    """In place: g times the activation's derivative at z (relu: [z > 0]; leaky: 1 where z > 0, else the slope)."""
+    if activation is None:
+        return
+    if activation not in ("relu", "leaky_relu"):
+        raise ValueError(f"unknown activation {activation!r}")
+    positive = z > 0
+    if activation == "leaky_relu":
+        negative = g * ~positive                                       # exactly g where z <= 0, else 0
+        negative *= negative_slope
+    g *= positive
+    if activation == "leaky_relu":
+        g += negative
+
+
+def batch_norm_act_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                           activation, negative_slope):
+    """y = act((x - mean)·rstd·γ + β), per channel over N (and H, W). Returns (y, mean, rstd), both (C,).
+
+    training: batch mean and biased variance normalise x; running stats (if given) are updated in place with the
+    unbiased variance, as torch. eval: the running statistics normalise x.
+    """
+    axes, dtype = _reduce_axes(x), x.dtype
+    count = x.size // x.shape[1]
+    if training:
+        if count < 2:
+            raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+        # two-pass statistics, accumulated in float64 (cheap: the results are per channel)
+        mean = x.mean(axis=axes, dtype=np.float64)
+        centred = x - _channel_view(mean.astype(dtype), x.ndim)
+        var = np.square(centred, out=centred).mean(axis=axes, dtype=np.float64)
+        del centred
+        if running_mean is not None:
+            running_mean *= 1 - momentum
+            running_mean += (momentum * mean).astype(running_mean.dtype)
+        if running_var is not None:
+            running_var *= 1 - momentum
+            running_var += (momentum * var * count / (count - 1)).astype(running_var.dtype)
+    else:
+        mean, var = running_mean.astype(np.float64), running_var.astype(np.float64)
+    rstd = 1.0 / np.sqrt(var + eps)
+    # y = (x - mean)·(γ·rstd) + β, in place in one new array (subtracting first keeps float32 accurate when
+    # |mean| >> std, which folding into y = x·scale + shift would not)
+    scale = rstd if weight is None else weight.astype(np.float64) * rstd
+    y = x - _channel_view(mean.astype(dtype), x.ndim)
+    y *= _channel_view(scale.astype(dtype), x.ndim)
+    if bias is not None:
+        y += _channel_view(bias, x.ndim)
+    _apply_activation(y, activation, negative_slope)
+    return y, mean.astype(dtype), rstd.astype(dtype)
+
+
+# Let g be the gradient after the activation's mask (relu: ȳ·[z > 0]; leaky: ȳ, times the slope where z <= 0).
+# y = γ·x̂ + β gives γ̄ = Σ g·x̂, β̄ = Σ g. In eval mode x̂ = (x - μ)·rstd with constant μ, rstd: x̄ = g·γ·rstd. In
+# training μ and rstd depend on x (∂μ/∂x = 1/m, ∂rstd/∂x = -rstd²·x̂/m), which subtracts g's mean and its x̂
+# component:  x̄ = γ·rstd/m · (m·g − Σg − x̂·Σ(g·x̂)),  m = the number of values per channel.
+def batch_norm_act_backward(dy, x, weight, bias, mean, rstd, training, activation, negative_slope):
+    """-> (dx, dweight, dbias). mean, rstd are what the forward returned; the activation is recomputed from them."""
+    axes, dtype, ndim = _reduce_axes(x), x.dtype, x.ndim
+    xhat = (x - _channel_view(mean, ndim)) * _channel_view(rstd, ndim)
+    gamma = np.ones(x.shape[1], dtype) if weight is None else weight
+    g = dy.copy()
+    if activation is not None:
+        z = xhat * _channel_view(gamma, ndim)
+        if bias is not None:
+            z += _channel_view(bias, ndim)
+        _activation_grad(g, z, activation, negative_slope)
+        del z
+    # per-channel sums, accumulated in float64
+    dbias = g.sum(axis=axes, dtype=np.float64)
+    dweight = (g * xhat).sum(axis=axes, dtype=np.float64)
+    gamma_rstd = gamma.astype(np.float64) * rstd.astype(np.float64)
+    if training:
+        m = x.size // x.shape[1]
+        # dx = γ·rstd · (g − Σg/m − x̂·Σ(g·x̂)/m), computed in place in g
+        xhat *= _channel_view((dweight / m).astype(dtype), ndim)
+        g -= xhat
+        g -= _channel_view((dbias / m).astype(dtype), ndim)
+    g *= _channel_view(gamma_rstd.astype(dtype), ndim)
+    return g, dweight.astype(dtype), dbias.astype(dtype)
+
+
+# --- the loss ---------------------------------------------------------------------------------------------------
+
+# ℓ(s) = -y·log σ(s) - (1-y)·log(1-σ(s)) = max(s,0) - s·y + log(1 + e^{-|s|})   (no exp of a positive number),
+# dℓ/ds = σ(s) - y, with σ(s) = 1/(1+e^{-|s|}) for s >= 0 and e^{-|s|}/(1+e^{-|s|}) for s < 0 (both stable).
+def sigmoid_bce_forward(logits, target, reduction):
+    """Fused sigmoid + binary cross-entropy: -> (loss, dloss/dlogits) for reduction "mean", "sum" or "none"."""
+    e = np.exp(-np.abs(logits))                                       # in (0, 1]: never overflows
+    loss = np.maximum(logits, 0) - logits * target + np.log1p(e)
+    one_plus_e = 1 + e
+    sigmoid = np.divide(np.where(logits >= 0, 1, e), one_plus_e, out=one_plus_e)
+    dlogits = np.subtract(sigmoid, target, out=sigmoid)
+    if reduction == "none":
+        return loss, dlogits
+    if reduction == "mean":
+        dlogits /= logits.size
+        return np.asarray(loss.mean(), dtype=logits.dtype), dlogits
+    if reduction == "sum":
+        return np.asarray(loss.sum(), dtype=logits.dtype), dlogits
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+# --- optimisers ---------------------------------------------------------------------------------------------------
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    """One torch.optim.Adam step, in place on param, exp_avg, exp_avg_sq; step counts from 1 (already incremented).
+
+        g = grad + weight_decay·param                       (L2, not AdamW)
+        m ← β1·m + (1-β1)·g,  v ← β2·v + (1-β2)·g²
+        param ← param − lr/(1-β1^t) · m / (√v / √(1-β2^t) + eps)
+    """
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    tmp = np.subtract(grad, exp_avg)                                    # m.lerp_(g, 1-β1) as torch: m + (1-β1)(g-m)
+    tmp *= 1 - beta1
+    exp_avg += tmp
+    np.multiply(grad, grad, out=tmp)
+    tmp *= 1 - beta2
+    exp_avg_sq *= beta2
+    exp_avg_sq += tmp
+    denom = np.sqrt(exp_avg_sq, out=tmp)
+    denom /= (1 - beta2 ** step) ** 0.5
+    denom += eps
+    update = np.divide(exp_avg, denom, out=tmp)
+    update *= lr / (1 - beta1 ** step)
+    param -= update
+
+
+def sgd_step(param, grad, momentum_buf, lr, momentum, weight_decay, dampening=0.0, nesterov=False,
+             first_step=False):
+    """One torch.optim.SGD step, in place on param and momentum_buf (None when momentum == 0).
+
+        g = grad + weight_decay·param
+        b ← g on the first step, else momentum·b + (1-dampening)·g
+        param ← param − lr·(g + momentum·b if nesterov else b)      (param ← param − lr·g without momentum)
+    """
+    if weight_decay != 0:
+        grad = grad + weight_decay * param
+    if momentum != 0:
+        if first_step:
+            momentum_buf[...] = grad
+        else:
+            momentum_buf *= momentum
+            momentum_buf += (1 - dampening) * grad
+        grad = grad + momentum * momentum_buf if nesterov else momentum_buf
+    param -= lr * grad
