@@ -85,3 +85,13 @@ def test_dtypes():
 def test_central_differences(fn):
     a, b = random_inputs((3, 4), (3, 4), seed=3)
     gradcheck(fn, [a, b])
+
+
+@pytest.mark.parametrize("fn, shapes", [
+    (lambda x, w: F.conv2d(x, w, None, 2, 1), [(2, 2, 5, 4), (3, 2, 3, 3)]),
+    (lambda x, w: F.conv_transpose2d(x, w, None, 2, 1, 1), [(2, 2, 3, 3), (2, 3, 3, 2)]),
+    (lambda x, g: F.batch_norm(x, None, None, g, None, True, activation="leaky_relu"), [(3, 2, 2, 3), (2,)]),
+    (lambda s: F.binary_cross_entropy_with_logits(s * 4, fastgan.tensor(np.full((4, 3), 0.9)), "none"), [(4, 3)]),
+])
+def test_central_differences_kernel_ops(fn, shapes):
+    gradcheck(fn, random_inputs(*shapes, seed=4), rtol=1e-5, atol=1e-6)
