@@ -387,6 +387,45 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", impl=None
     return _result(loss, (logits,), lambda g: (g * dlogits,), "binary_cross_entropy_with_logits")
 
 
+def cross_entropy(logits, labels, reduction="mean"):
+    """Softmax + cross-entropy of (N, C) logits against integer class labels (N,), fused and stable, as torch's.
+
+    log-softmax: log p_c = s_c − m − log Σ_k exp(s_k − m) with m = max_k s_k (no exp of a positive number);
+    ℓ_n = −log p_{y_n}. The gradient is written in the same pass: ∂ℓ_n/∂s_c = p_c − [c = y_n] (÷N for the mean).
+    Gradients flow to the logits only (the labels are data).
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    _check_ndim("cross_entropy", "logits", logits, (2,))
+    if logits.dtype.kind != "f":
+        raise TypeError(f"cross_entropy: logits must be floating point, got {logits.dtype}")
+    xp = backend.xp(logits.data)
+    labels = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    n, classes = logits.shape
+    if labels.shape != (n,) or labels.dtype.kind not in "iu":
+        raise ValueError(f"cross_entropy: labels must be {n} integers for logits {logits.shape}, got "
+                         f"shape {tuple(labels.shape)} of dtype {labels.dtype}")
+    if n and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"cross_entropy: labels must lie in [0, {classes}), "
+                         f"got {int(labels.min())}..{int(labels.max())}")
+    rows = xp.arange(n)
+    shifted = logits.data - logits.data.max(axis=1, keepdims=True)     # every entry ≤ 0
+    log_norm = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))       # log Σ exp(s − m), in [0, log C]
+    log_p = shifted - log_norm
+    loss = -log_p[rows, labels]
+    dlogits = xp.exp(log_p)                                             # softmax p
+    dlogits[rows, labels] -= 1                                          # p − onehot(y)
+    if reduction == "mean":
+        loss = loss.mean() if n else xp.asarray(xp.nan, dtype=logits.dtype)
+        dlogits /= max(n, 1)
+    elif reduction == "sum":
+        loss = loss.sum()
+    loss = xp.asarray(loss, dtype=logits.dtype)
+    # L = Σ ℓ_n: dL/ds = g · ∂ℓ/∂s (g a scalar, or one value per example for reduction="none")
+    return _result(loss, (logits,), lambda g: (g[:, None] * dlogits if reduction == "none" else g * dlogits,),
+                   "cross_entropy")
+
+
 # --- devices ---------------------------------------------------------------------------------------------------
 
 def to_device(x, device):

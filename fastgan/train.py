@@ -7,7 +7,12 @@ A run folder holds:
     metrics.jsonl                one JSON line per logged step (and one per finished epoch, with its time)
     losses.png                   Loss_D and Loss_G (and D's outputs) against the step
     checkpoint.pkl               G, D, both optimisers and the RNG state, written atomically after every epoch
+    quality.json, quality.txt    the classifier-based sample quality at the end (if the MNIST classifier is cached)
+    mnist_fid.png                MNIST-FID against the epoch (with --eval-every N)
 `--resume RUN_DIR` continues from the checkpoint and gives exactly the result an uninterrupted run would have.
+
+How a model is trained (optimiser, lr/momentum schedule, pixel range, noise, training subset) is its Recipe
+(fastgan/models/recipe.py); --batch-size, --lr and --beta1 override the recipe's values.
 """
 import argparse
 import json
@@ -21,11 +26,12 @@ import numpy as np
 from tqdm import tqdm
 
 import fastgan
-from fastgan import backend, dispatch, optim
+from fastgan import backend, dispatch
 from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
 from fastgan.gan import G_LOSSES, train_step
-from fastgan.models import MODELS
+from fastgan.eval.quality import TrainingQuality
+from fastgan.models import MODELS, RECIPES
 from fastgan.utils.atomic import atomic_write
 from fastgan.utils.images import save_image_grid
 from fastgan.utils.plots import plot_losses
@@ -35,7 +41,7 @@ CHECKPOINT = "checkpoint.pkl"
 METRICS = "metrics.jsonl"
 # Settings that define the run; on --resume they come from the checkpoint (only --epochs may be raised).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "g_loss", "real_label", "seed", "limit",
-                "data_dir", "log_every")
+                "data_dir", "log_every", "eval_every", "eval_samples")
 
 
 class TrainingError(RuntimeError):
@@ -49,9 +55,11 @@ def build_parser():
     p.add_argument("--model", choices=sorted(MODELS), default="dcgan", help="architecture (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None,
                    help=f"total number of passes over the data (default: {DEFAULT_EPOCHS}; with --resume: the new total)")
-    p.add_argument("--batch-size", type=int, default=128, help="images per step (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate of both players (default: %(default)s)")
-    p.add_argument("--beta1", type=float, default=0.5, help="Adam β1 (default: %(default)s; β2 is 0.999)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per step (default: the model's recipe: dcgan 128, mlp 100)")
+    p.add_argument("--lr", type=float, default=None, help="initial learning rate of both players (default: the "
+                                                          "recipe's: dcgan Adam 2e-4, mlp SGD 0.1 with decay)")
+    p.add_argument("--beta1", type=float, default=None, help="Adam β1 (default: the recipe's, 0.5; β2 is 0.999)")
     p.add_argument("--nz", type=int, default=100, help="size of the noise vector z (default: %(default)s)")
     p.add_argument("--g-loss", choices=G_LOSSES, default="non-saturating",
                    help="generator cost: non-saturating (default), minimax (zero-sum) or ml (maximum likelihood)")
@@ -66,6 +74,12 @@ def build_parser():
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (plain or .gz) to use instead "
                                                     "of the download")
     p.add_argument("--log-every", type=int, default=50, help="log line and metrics every N steps (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+                   help="every N epochs add the classifier-based quality (MNIST-FID, ...) to the metrics and plot "
+                        "mnist_fid.png (needs the cached classifier; default: 0, never)")
+    p.add_argument("--eval-samples", type=int, default=10000, metavar="N",
+                   help="samples for the quality report written at the end of the run (if the classifier is cached) "
+                        "and for --eval-every; 0 turns both off (default: %(default)s)")
     p.add_argument("--dry-run", action="store_true", help="one step per epoch, no checkpoint: check that it all runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
     return p
@@ -119,11 +133,23 @@ def log_line(epoch, epochs, i, iters, stats):
             f"D(x): {stats['d_x']:.4f} D(G(z)): {stats['d_g_z1']:.4f} / {stats['d_g_z2']:.4f}")
 
 
+def resolve_recipe(config):
+    """Fill the settings left to the model's recipe (batch size, lr, β1) and fix the schedule's length."""
+    recipe = RECIPES[config["model"]]
+    for key in ("batch_size", "lr") + (("beta1",) if recipe.optimizer == "adam" else ()):
+        if config.get(key) is None:
+            config[key] = getattr(recipe, key)
+    config.setdefault("schedule_epochs", config["epochs"])
+    return config
+
+
 def check_config(config):
     if config["batch_size"] < 2:
         raise TrainingError(f"--batch-size must be at least 2 (batch norm needs two samples), got {config['batch_size']}")
     if config["epochs"] < 1:
         raise TrainingError(f"--epochs must be at least 1, got {config['epochs']}")
+    if config.get("eval_every", 0) < 0 or config.get("eval_samples", 0) < 0:
+        raise TrainingError("--eval-every and --eval-samples must be at least 0")
     if config["limit"] is not None and config["limit"] < config["batch_size"]:
         raise TrainingError(f"--limit {config['limit']} is smaller than --batch-size {config['batch_size']}: "
                             "no full batch to train on")
@@ -132,15 +158,20 @@ def check_config(config):
 def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu"):
     """Train according to `config` in `run_dir`; returns the final (G, D)."""
     fastgan.manual_seed(config["seed"])
+    recipe = RECIPES[config["model"]]
     mnist = load_mnist(config["data_dir"], progress=progress)
-    images = mnist_to_float(mnist.x_train[:config["limit"]], value_range=(-1, 1))
+    images = mnist_to_float(mnist.x_train[:recipe.train_images][:config["limit"]], value_range=recipe.value_range)
     xp = backend.array_module(device)
-    G, D = MODELS[config["model"]](config["nz"])
+    if recipe.pixel_mean_init:
+        G, D = MODELS[config["model"]](config["nz"], pixel_mean=recipe.to_unit(images).mean(axis=0))
+    else:
+        G, D = MODELS[config["model"]](config["nz"])
     G.to(device), D.to(device)
-    opt_g = optim.Adam(G.parameters(), lr=config["lr"], betas=(config["beta1"], 0.999))
-    opt_d = optim.Adam(D.parameters(), lr=config["lr"], betas=(config["beta1"], 0.999))
-    fixed_noise = fastgan.randn(64, config["nz"], 1, 1, device=device)
+    opt_g = recipe.make_optimizer(G.parameters(), config["lr"], config["beta1"])
+    opt_d = recipe.make_optimizer(D.parameters(), config["lr"], config["beta1"])
+    fixed_noise = recipe.sample_noise(64, config["nz"], device=device)
     metrics_path = os.path.join(run_dir, METRICS)
+    quality = TrainingQuality(config, mnist, run_dir)
 
     start_epoch = 0
     if resume_state is not None:
@@ -153,7 +184,7 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         start_epoch = resume_state["epoch"]
         keep_metrics_lines(metrics_path, resume_state["metrics_lines"])
     else:
-        save_image_grid(images[:64], os.path.join(run_dir, "real_samples.png"))
+        save_image_grid(images[:64], os.path.join(run_dir, "real_samples.png"), value_range=recipe.value_range)
 
     batch, epochs = config["batch_size"], config["epochs"]
     iters = len(images) // batch  # every step sees a full batch
@@ -164,8 +195,10 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
                    disable=not progress, dynamic_ncols=True, file=sys.stderr)
         started = time.perf_counter()
         for i in bar:
+            step = epoch * iters + i
+            lr, momentum = recipe.apply_schedule((opt_g, opt_d), step, iters, config["schedule_epochs"], config["lr"])
             real = fastgan.Tensor(xp.asarray(images[order[i * batch:(i + 1) * batch]]))
-            z = fastgan.randn(batch, config["nz"], 1, 1, device=device)
+            z = recipe.sample_noise(batch, config["nz"], device=device)
             stats = train_step(G, D, opt_g, opt_d, real, z, config["g_loss"], config["real_label"])
             if not (math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])):
                 last = f"the checkpoint of epoch {epoch} in {run_dir} is kept" if epoch else "no checkpoint was written yet"
@@ -175,7 +208,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
             if i % config["log_every"] == 0 or i == iters - 1:
                 tqdm.write(log_line(epoch, epochs, i, iters, stats), file=sys.stdout)
                 with open(metrics_path, "a") as f:
-                    f.write(json.dumps({"epoch": epoch, "iter": i, "step": epoch * iters + i, **stats}) + "\n")
+                    schedule = {"lr": lr, "momentum": momentum} if recipe.optimizer == "sgd" else {}
+                    f.write(json.dumps({"epoch": epoch, "iter": i, "step": step, **stats, **schedule}) + "\n")
         bar.close()
         seconds = time.perf_counter() - started
         steps = 1 if dry_run else iters
@@ -187,8 +221,11 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         G.eval()
         with fastgan.no_grad():
             samples = G(fixed_noise).numpy()
-        save_image_grid(samples, os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"))
+        save_image_grid(samples, os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"),
+                        value_range=recipe.value_range)
         plot_losses(metrics_path, os.path.join(run_dir, "losses.png"), title=f"{config['model']} on MNIST")
+        if not dry_run:  # before the checkpoint: the metrics lines it counts include the quality record
+            quality.after_epoch(G, recipe, epoch, epoch + 1 == epochs, metrics_path)
         if not dry_run:
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "config": config, "G": G.state_dict(), "D": D.state_dict(),
@@ -201,6 +238,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         device = backend.normalize_device(args.device)
+        if device == "cuda" and not dispatch.available("cuda") and args.device == "auto":
+            device = "cpu"  # a GPU, but no kernels for it (e.g. no NVRTC): auto means "the best that runs"
         if device == "cuda" and not dispatch.available("cuda"):
             raise TrainingError("--device cuda: no GPU kernels are available on this machine (CuPy and a GPU "
                                 "are needed); use --device cpu")
@@ -217,6 +256,7 @@ def main(argv=None):
             config = {k: getattr(args, k) for k in RUN_SETTINGS}
             config["epochs"] = args.epochs or DEFAULT_EPOCHS
             run_dir = args.out or default_run_dir(config)
+        resolve_recipe(config)
         check_config(config)
         os.makedirs(run_dir, exist_ok=True)
         with atomic_write(os.path.join(run_dir, "config.json"), "w") as f:

@@ -80,9 +80,10 @@ class Module:
 
     def to(self, device):
         """Move every parameter and buffer to `device` in place (the Parameter objects stay the same)."""
-        xp = backend.array_module(device)
+        xp, device = backend.array_module(device), backend.normalize_device(device)
         for _, t in list(self.named_parameters()) + list(self.named_buffers()):
-            t.data = xp.asarray(backend.to_numpy(t.data)) if xp is not np else backend.to_numpy(t.data)
+            if backend.device_of(t.data) != device:  # (already there: no copy, and no trip through the host)
+                t.data = xp.asarray(backend.to_numpy(t.data)) if xp is not np else backend.to_numpy(t.data)
             t.grad = None
         return self
 

@@ -1,0 +1,114 @@
+"""`python -m fastgan.eval`: evaluate a training run.
+
+    python -m fastgan.eval parzen RUN_DIR             Parzen-window log-likelihood, as Table 1 of the GAN paper
+    python -m fastgan.eval quality RUN_DIR            class histogram, mode coverage, Inception score, MNIST-FID
+    python -m fastgan.eval train-classifier           train (or re-train) and cache the MNIST classifier
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+from fastgan.data import MNISTError, load_mnist
+from fastgan.data.mnist import mnist_to_float
+from fastgan.utils.atomic import atomic_write
+
+from . import classifier as clf
+from . import parzen, quality
+from .runs import EvalError, load_generator, sample_images
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python -m fastgan.eval", description="Evaluate a fastgan training run.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pz = sub.add_parser("parzen", help="Parzen-window log-likelihood of the MNIST test set (2014 paper, Table 1)")
+    pz.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by python -m fastgan.train")
+    pz.add_argument("--samples", type=int, default=10000, help="samples of G as window centres (default: %(default)s)")
+    pz.add_argument("--sigma", type=float, default=None,
+                    help="use this σ instead of choosing it from logspace(−1, 0, 10) on the validation images")
+    pz.add_argument("--limit", type=int, default=None,
+                    help="use only the first N test images (and N validation images if N < 1000): quick checks "
+                         "only, the first half of the MNIST test set is the cleaner one")
+    pz.add_argument("--no-ceiling", action="store_true",
+                    help="skip the same estimate with training images as centres (halves the time)")
+    pz.add_argument("--seed", type=int, default=0, help="seed of the noise for the samples (default: %(default)s)")
+
+    q = sub.add_parser("quality", help="class histogram, mode coverage, Inception score and MNIST-FID of samples")
+    q.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by python -m fastgan.train")
+    q.add_argument("--samples", type=int, default=10000,
+                   help="samples (and test images for the FID) (default: %(default)s)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the noise for the samples (default: %(default)s)")
+
+    t = sub.add_parser("train-classifier", help="train the MNIST classifier and cache it (a few minutes)")
+    t.add_argument("--epochs", type=int, default=4,
+                   help="passes over the 60,000 training images (default: %(default)s)")
+    t.add_argument("--force", action="store_true", help="retrain even if a valid cached classifier exists")
+
+    for s in (pz, q, t):
+        s.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files instead of the cache")
+        s.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def run_parzen(args):
+    if args.samples < 2 or (args.limit is not None and args.limit < 1):
+        raise EvalError("--samples must be at least 2 and --limit at least 1")
+    G, config, recipe = load_generator(args.run_dir)
+    mnist = load_mnist(args.data_dir, progress=not args.no_progress)
+    unit = lambda a: mnist_to_float(a, (0, 1), dtype="float64").reshape(len(a), -1)  # noqa: E731
+    validation = unit(mnist.x_train[50000:51000][:args.limit])    # the first 1,000 of train[50000:60000]
+    test = unit(mnist.x_test[:args.limit])
+    started = time.perf_counter()
+    centers = sample_images(G, recipe, config["nz"], args.samples, seed=args.seed)
+    print(f"{len(centers)} samples of {config['model']} (after epoch {config['trained_epochs']}) from {args.run_dir}; "
+          f"σ chosen on {len(validation)} validation images, scored on {len(test)} test images", flush=True)
+    result = parzen.parzen_estimate(centers, validation, test, sigma=args.sigma)
+    ceiling = None
+    if not args.no_ceiling:  # train[0:N]: images every model saw in training, never the validation or test ones
+        ceiling = parzen.parzen_estimate(unit(mnist.x_train[:min(args.samples, 50000)]), validation, test,
+                                         sigma=args.sigma)
+    lines = parzen.format_report(result, ceiling)
+    print("\n".join(lines) + f"\n({time.perf_counter() - started:.0f} s)")
+    with atomic_write(os.path.join(args.run_dir, "parzen.json"), "w") as f:
+        json.dump({"model": result, "training_images_ceiling": ceiling, "seed": args.seed}, f, indent=2)
+
+
+def run_quality(args):
+    if args.samples < 2:
+        raise EvalError("--samples must be at least 2")
+    G, config, recipe = load_generator(args.run_dir)
+    mnist = load_mnist(args.data_dir, progress=not args.no_progress)
+    model, test_accuracy = clf.load_or_train_classifier(mnist=mnist, progress=not args.no_progress)
+    evaluator = quality.QualityEvaluator.from_mnist(mnist, args.samples, model, test_accuracy)
+    report = evaluator(sample_images(G, recipe, config["nz"], evaluator.reference_images, seed=args.seed))
+    print("\n".join(quality.write_report(args.run_dir, report)))
+
+
+def run_train_classifier(args):
+    if not args.force:
+        try:
+            _, test_accuracy = clf.load_classifier()
+            print(f"a valid classifier is cached at {clf.classifier_path()} (test accuracy "
+                  f"{100 * test_accuracy:.2f} %); --force retrains it")
+            return
+        except clf.ClassifierError:
+            pass
+    mnist = load_mnist(args.data_dir, progress=not args.no_progress)
+    clf.train_and_cache(mnist=mnist, epochs=args.epochs, progress=not args.no_progress)
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    commands = {"parzen": run_parzen, "quality": run_quality, "train-classifier": run_train_classifier}
+    try:
+        commands[args.command](args)
+    except (EvalError, clf.ClassifierError, MNISTError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""Triton kernels on CuPy memory: the "triton" implementation of fastgan.dispatch (same names as reference.py).
+
+    conv.py            conv2d / conv_transpose2d forward and backward as implicit GEMMs (three kernels)
+    batchnorm_act.py   batch norm + activation, forward and backward, one program per channel
+    sigmoid_bce.py     the loss and its gradient in one pass
+    adam.py            fused Adam and SGD steps
+    reduce.py          per-channel sums and partial-sum reductions the others share
+    _carrier.py        array ("carrier") handling and launches: CuPy on a GPU, torch tensors under the interpreter
+
+Importing raises ImportError (so dispatch treats the implementation as unavailable) when triton is missing, or
+when there is neither a GPU that CuPy sees nor TRITON_INTERPRET=1 (Triton's CPU interpreter, used by the tests).
+"""
+import os
+
+try:
+    import triton  # noqa: F401
+except ImportError as err:
+    raise ImportError("fastgan.kernels.triton needs triton (pip install triton)") from err
+
+from fastgan import backend
+
+if os.environ.get("TRITON_INTERPRET", "") != "1" and not backend.cuda_available():
+    raise ImportError("fastgan.kernels.triton needs a CUDA GPU visible to CuPy (or TRITON_INTERPRET=1)")
+
+from .adam import adam_step, sgd_step  # noqa: E402
+from .batchnorm_act import batch_norm_act_backward, batch_norm_act_forward  # noqa: E402
+from .conv import conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward  # noqa: E402
+from .sigmoid_bce import sigmoid_bce_forward  # noqa: E402
+
+__all__ = ["conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
+           "batch_norm_act_forward", "batch_norm_act_backward", "sigmoid_bce_forward", "adam_step", "sgd_step"]

@@ -1,0 +1,110 @@
+"""What crosses a Triton launch: the arrays ("carriers") and the float hyperparameters.
+
+On a GPU the arrays are CuPy arrays. Under TRITON_INTERPRET=1 (the CPU tests) they are torch CPU tensors, because
+the interpreter copies kernel arguments through torch's storage API. Every wrapper in this package takes carriers,
+allocates its outputs with `empty` (the same kind, device and dtype as an input) and launches through `launch`,
+which hands Triton something it can read a pointer and a dtype from. torch is imported only when a torch tensor was
+passed in, i.e. only in tests; fastgan never imports it otherwise.
+"""
+import importlib
+import os
+
+import numpy as np
+import triton
+import triton.language as tl
+
+# Matrix products (tl.dot) of float32 tiles: "ieee" (exact fp32 products, the default, so that results match the
+# NumPy reference to ~1e-5) or "tf32" (10-bit mantissa inputs, ~1e-3 relative error, several times faster on
+# tensor cores), chosen by FASTGAN_TRITON_TF32=1. float64 tiles always use "ieee".
+TF32 = os.environ.get("FASTGAN_TRITON_TF32", "") == "1"
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "") == "1"
+
+
+# --- carriers --------------------------------------------------------------------------------------------------
+
+def _is_torch(a):
+    return type(a).__module__.split(".")[0] == "torch"
+
+
+class _DevicePointer:
+    """What Triton's launcher needs of a pointer argument: data_ptr() and a dtype whose str() names the type."""
+
+    __slots__ = ("ptr", "dtype")
+
+    def __init__(self, ptr, dtype):
+        self.ptr, self.dtype = ptr, dtype
+
+    def data_ptr(self):
+        return self.ptr
+
+
+def _pointer(a):
+    """A launch argument for carrier `a`: torch tensors go as they are; CuPy (or any __cuda_array_interface__
+    array) goes as its device address and NumPy dtype (str(np.dtype) is "float32", which Triton maps to fp32)."""
+    if hasattr(a, "data_ptr"):
+        return a
+    interface = getattr(a, "__cuda_array_interface__", None)
+    if interface is None:
+        raise TypeError(f"fastgan.kernels.triton works on GPU arrays (CuPy), or torch tensors under "
+                        f"TRITON_INTERPRET=1; got {type(a).__module__}.{type(a).__name__}")
+    return _DevicePointer(interface["data"][0], np.dtype(interface["typestr"]))
+
+
+def _module(a):
+    """The array library of carrier `a` (torch or cupy), imported on demand."""
+    return importlib.import_module(type(a).__module__.split(".")[0])
+
+
+def empty(like, shape):
+    """An uninitialised array of `shape` with the kind, device and dtype of carrier `like` (0-d for shape ())."""
+    if _is_torch(like):
+        return _module(like).empty(tuple(shape), dtype=like.dtype, device=like.device)
+    return _module(like).empty(tuple(shape), dtype=like.dtype)
+
+
+def numel(a):
+    """The number of elements of a carrier (torch's .size is a method, CuPy's an int)."""
+    return a.numel() if _is_torch(a) else a.size
+
+
+def contiguous(a):
+    """`a` itself when C-contiguous, else a contiguous copy (inputs only: a copy of an output would be lost)."""
+    if a is None:
+        return None
+    if _is_torch(a):
+        return a.contiguous()
+    return a if a.flags.c_contiguous else _module(a).ascontiguousarray(a)
+
+
+def require_contiguous(a, name):
+    """State updated in place must be contiguous: a kernel writes through its flat address."""
+    if a is not None and not (a.is_contiguous() if _is_torch(a) else a.flags.c_contiguous):
+        raise ValueError(f"{name} must be C-contiguous to be updated in place")
+
+
+def float_dtype(a):
+    """"float32" or "float64" (the dtypes these kernels support) for a carrier of either library."""
+    name = str(a.dtype).split(".")[-1]
+    if name not in ("float32", "float64"):
+        raise TypeError(f"fastgan.kernels.triton supports float32 and float64, got {a.dtype}")
+    return name
+
+
+def dot_precision(a):
+    """The tl.dot input_precision for tiles of carrier `a`'s dtype (see TF32 above)."""
+    return "tf32" if TF32 and float_dtype(a) == "float32" else "ieee"
+
+
+def launch(kernel, grid, *args, num_warps=4, **constexprs):
+    """kernel[grid](*args, **constexprs), carriers converted to pointers (None stays None: an unused pointer)."""
+    kernel[grid](*(_pointer(a) if a is not None and not isinstance(a, (int, float)) else a for a in args),
+                 num_warps=num_warps, **constexprs)
+
+
+# --- device-side helpers shared by the kernels -------------------------------------------------------------------
+
+@triton.jit
+def scalar(value, dtype: tl.constexpr):
+    """A float hyperparameter in the compute dtype. Kernels declare such parameters `: tl.float64`, so float64
+    kernels get them exactly (Triton passes unannotated Python floats as fp32); float32 kernels round them once."""
+    return (tl.zeros([], dtype) + value).to(dtype)

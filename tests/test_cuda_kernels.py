@@ -1,0 +1,154 @@
+"""The CUDA kernels (csrc/cuda through fastgan/kernels/cuda.py) and the Triton kernels against the NumPy reference,
+on the cases of kernel_cases.py (the DCGAN layers and odd shapes, float32 and float64).
+
+    cuda-emulated   always (needs g++): the CUDA kernels run on the CPU under tests/cuda_emulator.py, driven by the
+                    unchanged cuda.py — launch sizes, argument packing and the kernels' index arithmetic, without a GPU
+    cuda, triton    on a GPU only (marked gpu; not collected elsewhere): the same cases on the device, on CuPy
+                    arrays
+
+The emulated implementation also trains two whole DCGAN steps against the reference implementation.
+"""
+import copy
+import importlib
+import sys
+
+import numpy as np
+import pytest
+
+import fastgan
+from fastgan import backend, dispatch, optim
+from fastgan.gan import train_step
+from fastgan.kernels import reference
+from fastgan.models.dcgan import dcgan_mnist
+from cuda_emulator import compiler, fake_cupy
+from kernel_cases import (ADAM_CASES, BCE_CASES, BN_CASES, CONV_CASES, SGD_CASES, bce_inputs,
+                          check_against_reference, optim_inputs, run_impl)
+
+BOTH = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
+
+
+@pytest.fixture
+def emulated_cuda(monkeypatch):
+    """fastgan.kernels.cuda imported over the fake CuPy: "cuda" then runs on NumPy arrays, on the CPU."""
+    if compiler() is None:
+        pytest.skip("no C++ compiler (g++): the CUDA kernels cannot be emulated here")
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy())
+    monkeypatch.delitem(sys.modules, "fastgan.kernels.cuda", raising=False)   # the real one comes back afterwards
+    monkeypatch.delattr(fastgan.kernels, "cuda", raising=False)
+    module = importlib.import_module("fastgan.kernels.cuda")
+    monkeypatch.setitem(dispatch._loaded, "cuda", module)
+    monkeypatch.setitem(dispatch.DEVICE_OF, "cuda", "cpu")   # its "device arrays" are NumPy arrays
+    yield module
+    sys.modules.pop("fastgan.kernels.cuda", None)
+    fastgan.kernels.__dict__.pop("cuda", None)
+
+
+# without a GPU only the emulated implementation is collected (tests/test_gpu.py says why the device tests skip)
+GPU_PARAMS = [pytest.param(name, marks=pytest.mark.gpu) for name in ("cuda", "triton")]
+
+
+@pytest.fixture(params=["cuda-emulated"] + (GPU_PARAMS if backend.cuda_available() else []))
+def impl(request):
+    """The implementation under test, by its dispatch name."""
+    if request.param == "cuda-emulated":
+        request.getfixturevalue("emulated_cuda")
+        return "cuda"
+    if dispatch.implementation(request.param) is None:
+        try:
+            importlib.import_module(f"fastgan.kernels.{request.param}")
+        except ImportError as err:
+            pytest.skip(f"kernel implementation {request.param!r} is not available: {err}")
+    return request.param
+
+
+def _conv_params():
+    for case in CONV_CASES:
+        for dtype in (np.float32,) if case.dcgan else (np.float32, np.float64):
+            yield pytest.param(case, dtype, id=f"{case.name}-{np.dtype(dtype).name}")
+
+
+@pytest.mark.parametrize("case,dtype", list(_conv_params()))
+def test_conv(impl, case, dtype):
+    x, weight, bias, dy = case.inputs(dtype)
+    check_against_reference(impl, case.fn + "_forward", case.forward_args(x, weight, bias), dtype)
+    check_against_reference(impl, case.fn + "_backward", case.backward_args(dy, x, weight), dtype)
+
+
+@pytest.mark.parametrize("dtype", BOTH)
+@pytest.mark.parametrize("case", BN_CASES, ids=str)
+def test_batch_norm_act(impl, case, dtype):
+    x, weight, bias, running_mean, running_var, dy = case.inputs(dtype)
+    args = (x, weight, bias, running_mean, running_var, case.training, 0.1, 1e-5, case.activation, 0.2)
+    check_against_reference(impl, "batch_norm_act_forward", args, dtype)   # also compares the running stats
+    _, mean, rstd = reference.batch_norm_act_forward(*copy.deepcopy(args))
+    check_against_reference(impl, "batch_norm_act_backward",
+                            (dy, x, weight, bias, mean, rstd, case.training, case.activation, 0.2), dtype)
+
+
+def test_batch_norm_needs_two_values_per_channel_when_training(impl):
+    x = np.ones((1, 3), np.float32)
+    with pytest.raises(ValueError, match="more than 1 value"):
+        run_impl(impl, "batch_norm_act_forward", x, None, None, None, None, True, 0.1, 1e-5, None, 0.2)
+
+
+@pytest.mark.parametrize("dtype", BOTH)
+@pytest.mark.parametrize("n,reduction", BCE_CASES)
+def test_sigmoid_bce(impl, n, reduction, dtype):
+    logits, target = bce_inputs(n, dtype)
+    loss, dlogits = check_against_reference(impl, "sigmoid_bce_forward", (logits, target, reduction), dtype)
+    assert np.isfinite(loss).all() and np.isfinite(dlogits).all()
+
+
+@pytest.mark.parametrize("dtype", BOTH)
+@pytest.mark.parametrize("hyper", ADAM_CASES, ids=["plain", "weight_decay"])
+def test_adam_step(impl, hyper, dtype):
+    param, *grads = optim_inputs(3000, dtype)
+    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
+    for step, grad in enumerate(grads + grads[:1], start=1):
+        args = (param, grad, exp_avg, exp_avg_sq, step, hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"],
+                hyper["weight_decay"])
+        check_against_reference(impl, "adam_step", args, dtype)   # compares param and both moments
+        reference.adam_step(*args)                                # both start the next step from here
+
+
+@pytest.mark.parametrize("dtype", BOTH)
+@pytest.mark.parametrize("hyper", SGD_CASES, ids=["plain", "momentum+wd", "dampening", "nesterov"])
+def test_sgd_step(impl, hyper, dtype):
+    param, *grads = optim_inputs(3000, dtype)
+    buf = np.zeros_like(param) if hyper["momentum"] else None
+    for step, grad in enumerate(grads + grads[:1]):
+        args = (param, grad, buf, 0.05, hyper["momentum"], hyper["weight_decay"], hyper["dampening"],
+                hyper["nesterov"], step == 0)
+        check_against_reference(impl, "sgd_step", args, dtype)
+        reference.sgd_step(*args)
+
+
+# --- the emulated CUDA implementation in a whole training step ------------------------------------------------
+
+# float32 as in test_dcgan_step.py: where a gradient is ~0, Adam's m/√v turns a rounding difference into a step of
+# up to lr; float64 is the tight check.
+@pytest.mark.parametrize("dtype, tol", [(np.float64, dict(rtol=1e-9, atol=1e-11)),
+                                        (np.float32, dict(rtol=1e-3, atol=1.5e-3))])
+def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, tol):
+    # the emulator runs a block's threads as coroutines: keep blocks small and few (the grid-stride loops and the
+    # block reductions then do several elements per thread, which the full-size launches rarely exercise)
+    monkeypatch.setattr(emulated_cuda, "MAX_BLOCKS", 4)
+    monkeypatch.setattr(emulated_cuda, "_block_size", lambda count: 32)
+    states = {}
+    for impl in ("reference", "cuda"):
+        fastgan.manual_seed(0)
+        G, D = dcgan_mnist()
+        G.astype(dtype), D.astype(dtype)
+        opt_g, opt_d = (optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D))
+        rng = np.random.default_rng(0)
+        with dispatch.use(impl):
+            for _ in range(2):
+                real = np.tanh(rng.standard_normal((3, 1, 28, 28))).astype(dtype)
+                z = rng.standard_normal((3, 100, 1, 1)).astype(dtype)
+                stats = train_step(G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
+        states[impl] = stats, {**{f"G.{k}": v for k, v in G.state_dict().items()},
+                               **{f"D.{k}": v for k, v in D.state_dict().items()}}
+    (stats, ours), (expected_stats, expected) = states["cuda"], states["reference"]
+    np.testing.assert_allclose([stats[k] for k in sorted(stats)], [expected_stats[k] for k in sorted(stats)], **tol)
+    for name in expected:
+        np.testing.assert_allclose(ours[name], expected[name], err_msg=name, **tol)

@@ -1,0 +1,137 @@
+"""The 2014 MLP GAN: architecture and initialisation, its recipe (the lr/momentum schedule as a function of the step),
+a `--model mlp` smoke run and exact resume."""
+import json
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import fastgan
+from fastgan import optim, train
+from fastgan.data import MNIST
+from fastgan.models import MODELS, RECIPES
+from fastgan.models.mlp_gan import MLP_RECIPE, mlp_gan_mnist, pixel_logits
+
+
+def test_architecture_and_initialisation():
+    fastgan.manual_seed(0)
+    mean = np.random.default_rng(0).random(784) * 0.5
+    mean[:3] = [0.0, 1.0, 0.5]
+    G, D = mlp_gan_mnist(pixel_mean=mean)
+    assert MODELS["mlp"] is mlp_gan_mnist and RECIPES["mlp"] is MLP_RECIPE
+    assert [p.shape for p in G.parameters()] == [(1200, 100), (1200,), (1200, 1200), (1200,), (784, 1200), (784,)]
+    assert [p.shape for p in D.parameters()] == [(1200, 784), (1200,), (1200, 240), (1200,), (1, 240), (1,)]
+    for net, irange in ((G, 0.05), (D, 0.005)):
+        weights = [p.numpy() for p in net.parameters() if p.ndim == 2]
+        assert all(np.abs(w).max() <= irange and np.abs(w).max() > 0.9 * irange for w in weights)
+    bias = G[4].bias.numpy()
+    np.testing.assert_allclose(bias[:3], [math.log(1e-3 / (1 - 1e-3)), math.log((1 - 1e-3) / 1e-3), 0], atol=1e-5)
+    np.testing.assert_allclose(bias, pixel_logits(mean), rtol=1e-5, atol=1e-5)
+
+    z = MLP_RECIPE.sample_noise(5, 100)
+    assert z.shape == (5, 100) and np.abs(z.numpy()).max() <= math.sqrt(3)
+    x = G(z)
+    assert x.shape == (5, 1, 28, 28) and 0 <= x.numpy().min() and x.numpy().max() <= 1
+    assert D(x).shape == (5, 1)
+    # dropout is on in training mode (also while G trains), off in eval mode
+    D.train()
+    assert not np.array_equal(D(x).numpy(), D(x).numpy())
+    D.eval()
+    np.testing.assert_array_equal(D(x).numpy(), D(x).numpy())
+
+
+def test_schedule_values():
+    r = MLP_RECIPE
+    assert r.schedule(0, 500, 250) == (0.1, 0.5)
+    lr, _ = r.schedule(10 ** 6, 500, 250)
+    assert lr == pytest.approx(0.1 / 1.000004 ** 10 ** 6) and lr == pytest.approx(0.1 * math.exp(-4), rel=1e-5)
+    assert r.schedule(10 ** 7, 500, 250)[0] == 1e-6                        # the floor
+    assert r.schedule(500, 500, 250)[1] == pytest.approx(0.5)             # the ramp starts after epoch 1 ...
+    assert r.schedule(int(125.5 * 500), 500, 250)[1] == pytest.approx(0.6)  # ... is linear ...
+    assert r.schedule(250 * 500, 500, 250)[1] == pytest.approx(0.7)       # ... ends at epoch 250
+    assert r.schedule(400 * 500, 500, 400)[1] == pytest.approx(0.7)
+    # a 25-epoch run compresses the ramp tenfold: epochs 0.1 → 25
+    assert r.schedule(int(12.55 * 500), 500, 25)[1] == pytest.approx(0.6)
+    assert r.schedule(25 * 500, 500, 25)[1] == pytest.approx(0.7)
+    assert r.schedule(0, 500, 250, lr=0.05) == (0.05, 0.5)                 # --lr overrides the initial value
+
+    G, D = mlp_gan_mnist()
+    opts = [r.make_optimizer(m.parameters(), 0.1) for m in (G, D)]
+    assert all(isinstance(o, optim.SGD) for o in opts)
+    r.apply_schedule(opts, 250 * 500, 500, 250)
+    assert all(o.momentum == pytest.approx(0.7) and o.lr == pytest.approx(0.1 / 1.000004 ** 125000) for o in opts)
+
+
+def test_dcgan_recipe_keeps_the_old_choices():
+    r = RECIPES["dcgan"]
+    assert (r.optimizer, r.lr, r.beta1, r.batch_size, r.value_range, r.train_images) == \
+        ("adam", 2e-4, 0.5, 128, (-1.0, 1.0), None)
+    assert r.schedule(10 ** 6, 468, 5) == (2e-4, 0.0)
+    fastgan.manual_seed(3)
+    z = r.sample_noise(4, 100)
+    fastgan.manual_seed(3)
+    np.testing.assert_array_equal(z.numpy(), fastgan.randn(4, 100, 1, 1).numpy())  # the same draws as before
+
+
+# --- the command line ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(autouse=True)
+def synthetic_mnist(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    fake = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300, dtype=np.uint8),
+                 rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10, dtype=np.uint8))
+    monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: fake)
+    monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))  # no cached classifier: no quality report
+
+
+def run(*args):
+    return train.main(["mnist", "--model", "mlp", "--no-progress", "--limit", "200", "--log-every", "1", *args])
+
+
+def load(run_dir):
+    with open(os.path.join(run_dir, train.CHECKPOINT), "rb") as f:
+        return pickle.load(f)
+
+
+def test_smoke_run(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert run("--epochs", "1", "--out", out) == 0
+    assert {"config.json", "real_samples.png", "fake_samples_epoch_001.png", "metrics.jsonl", "losses.png",
+            "checkpoint.pkl"} <= set(os.listdir(out))
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert (config["model"], config["batch_size"], config["lr"], config["schedule_epochs"]) == ("mlp", 100, 0.1, 1)
+    steps = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl")) if "loss_d" in line]
+    assert [r["step"] for r in steps] == [0, 1]  # 200 images, batch 100
+    assert steps[0]["lr"] == 0.1 and steps[1]["lr"] == pytest.approx(0.1 / 1.000004)
+    assert steps[0]["momentum"] == 0.5 and 0.5 < steps[1]["momentum"] < 0.7
+    state = load(out)
+    assert state["opt_g"]["lr"] == pytest.approx(0.1 / 1.000004) and state["opt_d"]["hyper"]["momentum"] > 0.5
+    assert "[0/1][0/2] Loss_D:" in capsys.readouterr().out
+
+
+def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    assert run("--epochs", "2", "--out", straight) == 0
+
+    real_save = train.save_checkpoint
+
+    def save_then_interrupt(*a):  # Ctrl-C right after the first epoch's checkpoint
+        real_save(*a)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, "save_checkpoint", save_then_interrupt)
+    assert run("--epochs", "2", "--out", resumed) == 130
+    assert load(resumed)["epoch"] == 1
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert train.main(["mnist", "--resume", resumed, "--no-progress"]) == 0
+
+    a, b = load(straight), load(resumed)
+    assert a["epoch"] == b["epoch"] == 2
+    for model in ("G", "D"):
+        for name in a[model]:
+            np.testing.assert_array_equal(a[model][name], b[model][name], err_msg=name)
+    for opt in ("opt_g", "opt_d"):
+        assert a[opt]["lr"] == b[opt]["lr"] and a[opt]["hyper"] == b[opt]["hyper"]
+    lines = [[line for line in open(os.path.join(d, "metrics.jsonl")) if "loss_d" in line] for d in (straight, resumed)]
+    assert lines[0] == lines[1]
