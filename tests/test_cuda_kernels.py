@@ -8,7 +8,6 @@ on the cases of kernel_cases.py (the DCGAN layers and odd shapes, float32 and fl
 
 The emulated implementation also trains two whole DCGAN steps against the reference implementation.
 """
-import copy
 import importlib
 import sys
 
@@ -18,11 +17,8 @@ import pytest
 import fastgan
 from fastgan import backend, dispatch, optim
 from fastgan.gan import train_step
-from fastgan.kernels import reference
 from fastgan.models.dcgan import dcgan_mnist
 from cuda_emulator import compiler, fake_cupy
-from kernel_cases import (ADAM_CASES, BCE_CASES, BN_CASES, CONV_CASES, SGD_CASES, bce_inputs,
-                          check_against_reference, optim_inputs, run_impl)
 
 BOTH = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 
@@ -48,7 +44,7 @@ GPU_PARAMS = [pytest.param(name, marks=pytest.mark.gpu) for name in ("cuda", "tr
 
 
 @pytest.fixture(params=["cuda-emulated"] + (GPU_PARAMS if backend.cuda_available() else []))
-def impl(request):
+def kernel_impl(request):
     """The implementation under test, by its dispatch name."""
     if request.param == "cuda-emulated":
         request.getfixturevalue("emulated_cuda")
@@ -61,66 +57,7 @@ def impl(request):
     return request.param
 
 
-def _conv_params():
-    for case in CONV_CASES:
-        for dtype in (np.float32,) if case.dcgan else (np.float32, np.float64):
-            yield pytest.param(case, dtype, id=f"{case.name}-{np.dtype(dtype).name}")
-
-
-@pytest.mark.parametrize("case,dtype", list(_conv_params()))
-def test_conv(impl, case, dtype):
-    x, weight, bias, dy = case.inputs(dtype)
-    check_against_reference(impl, case.fn + "_forward", case.forward_args(x, weight, bias), dtype)
-    check_against_reference(impl, case.fn + "_backward", case.backward_args(dy, x, weight), dtype)
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("case", BN_CASES, ids=str)
-def test_batch_norm_act(impl, case, dtype):
-    x, weight, bias, running_mean, running_var, dy = case.inputs(dtype)
-    args = (x, weight, bias, running_mean, running_var, case.training, 0.1, 1e-5, case.activation, 0.2)
-    check_against_reference(impl, "batch_norm_act_forward", args, dtype)   # also compares the running stats
-    _, mean, rstd = reference.batch_norm_act_forward(*copy.deepcopy(args))
-    check_against_reference(impl, "batch_norm_act_backward",
-                            (dy, x, weight, bias, mean, rstd, case.training, case.activation, 0.2), dtype)
-
-
-def test_batch_norm_needs_two_values_per_channel_when_training(impl):
-    x = np.ones((1, 3), np.float32)
-    with pytest.raises(ValueError, match="more than 1 value"):
-        run_impl(impl, "batch_norm_act_forward", x, None, None, None, None, True, 0.1, 1e-5, None, 0.2)
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("n,reduction", BCE_CASES)
-def test_sigmoid_bce(impl, n, reduction, dtype):
-    logits, target = bce_inputs(n, dtype)
-    loss, dlogits = check_against_reference(impl, "sigmoid_bce_forward", (logits, target, reduction), dtype)
-    assert np.isfinite(loss).all() and np.isfinite(dlogits).all()
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("hyper", ADAM_CASES, ids=["plain", "weight_decay"])
-def test_adam_step(impl, hyper, dtype):
-    param, *grads = optim_inputs(3000, dtype)
-    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
-    for step, grad in enumerate(grads + grads[:1], start=1):
-        args = (param, grad, exp_avg, exp_avg_sq, step, hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"],
-                hyper["weight_decay"])
-        check_against_reference(impl, "adam_step", args, dtype)   # compares param and both moments
-        reference.adam_step(*args)                                # both start the next step from here
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("hyper", SGD_CASES, ids=["plain", "momentum+wd", "dampening", "nesterov"])
-def test_sgd_step(impl, hyper, dtype):
-    param, *grads = optim_inputs(3000, dtype)
-    buf = np.zeros_like(param) if hyper["momentum"] else None
-    for step, grad in enumerate(grads + grads[:1]):
-        args = (param, grad, buf, 0.05, hyper["momentum"], hyper["weight_decay"], hyper["dampening"],
-                hyper["nesterov"], step == 0)
-        check_against_reference(impl, "sgd_step", args, dtype)
-        reference.sgd_step(*args)
+from kernel_bodies import *  # noqa: E402,F401,F403  (the shared test bodies, run here on cuda)
 
 
 # --- the emulated CUDA implementation in a whole training step ------------------------------------------------

@@ -4,7 +4,6 @@ Without a GPU, Triton's interpreter runs the kernels on the CPU (TRITON_INTERPRE
 imported) with torch CPU tensors as the carriers; on a GPU they run compiled, on CuPy arrays. Each test body takes
 the implementation's name, so another GPU implementation joins by being added to GPU_IMPLS.
 """
-import copy
 import inspect
 import json
 import os
@@ -21,85 +20,19 @@ if not backend.cuda_available():
 pytest.importorskip("triton", reason="triton is not installed: the Triton kernels cannot be tested")
 
 from fastgan import dispatch  # noqa: E402
-from fastgan.kernels import reference  # noqa: E402
-from kernel_cases import (ADAM_CASES, BCE_CASES, BN_CASES, CONV_CASES, SGD_CASES, bce_inputs,  # noqa: E402
-                          check_against_reference, optim_inputs, run_impl)
 
 GPU_IMPLS = ["triton"]
-BOTH = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 
 
 @pytest.fixture(params=GPU_IMPLS)
-def gpu_impl(request):
+def kernel_impl(request):
     name = request.param
     if dispatch.implementation(name) is None:
         pytest.skip(f"kernel implementation {name!r} is not available on this machine")
     return name
 
 
-def _conv_params():
-    for case in CONV_CASES:
-        for dtype in (np.float32,) if case.dcgan else (np.float32, np.float64):
-            yield pytest.param(case, dtype, id=f"{case.name}-{np.dtype(dtype).name}")
-
-
-@pytest.mark.parametrize("case,dtype", list(_conv_params()))
-def test_conv(gpu_impl, case, dtype):
-    x, weight, bias, dy = case.inputs(dtype)
-    # FASTGAN_TRITON_TF32=1 (GPU only) rounds float32 tiles to a 10-bit mantissa: ~1e-3 relative error per product
-    tf32 = gpu_impl == "triton" and dtype == np.float32 and dispatch.implementation("triton")._carrier.TF32
-    tol = dict(rtol=2e-2, atol=5e-3) if tf32 else None
-    check_against_reference(gpu_impl, case.fn + "_forward", case.forward_args(x, weight, bias), dtype, tol)
-    check_against_reference(gpu_impl, case.fn + "_backward", case.backward_args(dy, x, weight), dtype, tol)
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("case", BN_CASES, ids=str)
-def test_batch_norm_act(gpu_impl, case, dtype):
-    x, weight, bias, running_mean, running_var, dy = case.inputs(dtype)
-    args = (x, weight, bias, running_mean, running_var, case.training, 0.1, 1e-5, case.activation, 0.2)
-    check_against_reference(gpu_impl, "batch_norm_act_forward", args, dtype)   # also compares the running stats
-    _, mean, rstd = reference.batch_norm_act_forward(*copy.deepcopy(args))
-    check_against_reference(gpu_impl, "batch_norm_act_backward",
-                            (dy, x, weight, bias, mean, rstd, case.training, case.activation, 0.2), dtype)
-
-
-def test_batch_norm_needs_two_values_per_channel_when_training(gpu_impl):
-    x = np.ones((1, 3), np.float32)
-    with pytest.raises(ValueError, match="more than 1 value"):
-        run_impl(gpu_impl, "batch_norm_act_forward", x, None, None, None, None, True, 0.1, 1e-5, None, 0.2)
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("n,reduction", BCE_CASES)
-def test_sigmoid_bce(gpu_impl, n, reduction, dtype):
-    logits, target = bce_inputs(n, dtype)
-    loss, dlogits = check_against_reference(gpu_impl, "sigmoid_bce_forward", (logits, target, reduction), dtype)
-    assert np.isfinite(loss).all() and np.isfinite(dlogits).all()
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("hyper", ADAM_CASES, ids=["plain", "weight_decay"])
-def test_adam_step(gpu_impl, hyper, dtype):
-    param, *grads = optim_inputs(3000, dtype)
-    exp_avg, exp_avg_sq = np.zeros_like(param), np.zeros_like(param)
-    for step, grad in enumerate(grads + grads[:1], start=1):
-        args = (param, grad, exp_avg, exp_avg_sq, step, hyper["lr"], hyper["beta1"], hyper["beta2"], hyper["eps"],
-                hyper["weight_decay"])
-        check_against_reference(gpu_impl, "adam_step", args, dtype)   # compares param and both moments
-        reference.adam_step(*args)                                    # both start the next step from here
-
-
-@pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("hyper", SGD_CASES, ids=["plain", "momentum+wd", "dampening", "nesterov"])
-def test_sgd_step(gpu_impl, hyper, dtype):
-    param, *grads = optim_inputs(3000, dtype)
-    buf = np.zeros_like(param) if hyper["momentum"] else None
-    for step, grad in enumerate(grads + grads[:1]):
-        args = (param, grad, buf, 0.05, hyper["momentum"], hyper["weight_decay"], hyper["dampening"],
-                hyper["nesterov"], step == 0)
-        check_against_reference(gpu_impl, "sgd_step", args, dtype)
-        reference.sgd_step(*args)
+from kernel_bodies import *  # noqa: E402,F401,F403  (the shared test bodies, run here on triton)
 
 
 # --- the package itself -------------------------------------------------------------------------------------------
