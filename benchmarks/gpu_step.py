@@ -56,10 +56,9 @@ def main():
     import cupy
 
     import fastgan
-    from fastgan import dispatch, optim
+    from fastgan import dispatch
     from fastgan.gan import train_step
-    from fastgan.models.dcgan import dcgan_mnist
-    from test_dcgan_step import torch_dcgan, torch_train_step
+    from test_dcgan_step import torch_train_step, twin_dcgans
 
     impls = [None] + [name for name in ("cuda", "triton") if dispatch.implementation(name) is not None]
     if impls == [None]:
@@ -69,16 +68,8 @@ def main():
 
     def build(n):
         """Same-weight fastgan and torch models, their Adams, and 4 batches of (real, z) on the GPU for both."""
-        fastgan.manual_seed(0)
-        G, D = dcgan_mnist()
-        tG, tD = torch_dcgan()
-        for ours, theirs in ((G, tG), (D, tD)):
-            with torch.no_grad():
-                for a, b in zip(ours.parameters(), theirs.parameters()):
-                    b.copy_(torch.tensor(a.numpy()))
+        (G, D, *opts), (tG, tD, *topts) = twin_dcgans()
         G.to("cuda"), D.to("cuda"), tG.cuda(), tD.cuda()
-        opts = [optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D)]
-        topts = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (tG, tD)]
         rng = np.random.default_rng(0)
         host = [(np.tanh(rng.standard_normal((n, 1, 28, 28))).astype(np.float32),
                  rng.standard_normal((n, 100, 1, 1)).astype(np.float32)) for _ in range(4)]

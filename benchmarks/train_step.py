@@ -34,21 +34,12 @@ def main():
     import torch
 
     import fastgan
-    from fastgan import dispatch, optim
+    from fastgan import dispatch
     from fastgan.gan import train_step
-    from fastgan.models.dcgan import dcgan_mnist
-    from test_dcgan_step import torch_dcgan, torch_train_step
+    from test_dcgan_step import torch_train_step, twin_dcgans
 
     torch.set_num_threads(args.threads)
-    fastgan.manual_seed(0)
-    G, D = dcgan_mnist()
-    tG, tD = torch_dcgan()
-    for ours, theirs in ((G, tG), (D, tD)):
-        with torch.no_grad():
-            for a, b in zip(ours.parameters(), theirs.parameters()):
-                b.copy_(torch.tensor(a.numpy()))
-    opt_g, opt_d = (optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D))
-    topt_g, topt_d = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (tG, tD))
+    (G, D, opt_g, opt_d), (tG, tD, topt_g, topt_d) = twin_dcgans()
     rng = np.random.default_rng(0)
     n = args.batch_size
     batches = [(np.tanh(rng.standard_normal((n, 1, 28, 28))).astype(np.float32),

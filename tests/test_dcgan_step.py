@@ -21,6 +21,23 @@ def torch_dcgan(nz=100):
     return G, D
 
 
+def twin_dcgans(dtype=np.float32):
+    """The DCGAN in fastgan and in torch with the same initial weights, each with its two Adams (DCGAN's settings)."""
+    fastgan.manual_seed(0)
+    G, D = dcgan_mnist()
+    G.astype(dtype), D.astype(dtype)
+    tG, tD = torch_dcgan()
+    tG.to(torch.float64 if dtype == np.float64 else torch.float32)
+    tD.to(torch.float64 if dtype == np.float64 else torch.float32)
+    for ours, theirs in ((G, tG), (D, tD)):
+        with torch.no_grad():
+            for a, b in zip(ours.parameters(), theirs.parameters()):
+                b.copy_(torch.tensor(a.numpy()))
+    adams = [optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D)]
+    torch_adams = [torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (tG, tD)]
+    return (G, D, *adams), (tG, tD, *torch_adams)
+
+
 def torch_train_step(G, D, opt_g, opt_d, real, z):
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     opt_d.zero_grad()
@@ -41,8 +58,7 @@ def torch_train_step(G, D, opt_g, opt_d, real, z):
 
 
 def state_pairs(ours, theirs):
-    ours_state, theirs_state = ours.state_dict(), [v for k, v in theirs.state_dict().items()
-                                                   if not k.endswith("num_batches_tracked")]
+    ours_state = ours.state_dict()
     # fastgan lists parameters then buffers; torch interleaves them per module: match by kind and order
     theirs_params = [p.detach() for p in theirs.parameters()]
     theirs_buffers = [b for n, b in theirs.named_buffers() if not n.endswith("num_batches_tracked")]
@@ -55,18 +71,7 @@ def state_pairs(ours, theirs):
 @pytest.mark.parametrize("dtype, tol", [(np.float64, dict(rtol=1e-9, atol=1e-11)),
                                         (np.float32, dict(rtol=1e-3, atol=1.5e-3))])
 def test_three_dcgan_steps_match_torch(dtype, tol):
-    fastgan.manual_seed(0)
-    G, D = dcgan_mnist()
-    G.astype(dtype), D.astype(dtype)
-    tG, tD = torch_dcgan()
-    tG.to(torch.float64 if dtype == np.float64 else torch.float32)
-    tD.to(torch.float64 if dtype == np.float64 else torch.float32)
-    for ours, theirs in ((G, tG), (D, tD)):
-        with torch.no_grad():
-            for a, b in zip(ours.parameters(), theirs.parameters()):
-                b.copy_(torch.tensor(a.numpy()))
-    opt_g, opt_d = (optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D))
-    topt_g, topt_d = (torch.optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (tG, tD))
+    (G, D, opt_g, opt_d), (tG, tD, topt_g, topt_d) = twin_dcgans(dtype)
 
     rng = np.random.default_rng(0)
     for step in range(3):
