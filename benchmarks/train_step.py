@@ -13,8 +13,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 
@@ -31,6 +29,11 @@ def main():
     args = parse()
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before numpy and torch load their thread pools
+    # torch brings its own libgomp, which fastgan._C then shares; bound its spin-wait so that neither engine's
+    # OpenMP threads hold the cores while the other's BLAS runs (see benchmarks/kernels.py)
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    import numpy as np
     import torch
 
     import fastgan

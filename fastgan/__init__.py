@@ -3,7 +3,13 @@
     import fastgan
     from fastgan import nn, functional as F, optim
 """
-from . import backend, dispatch
+import os
+
+# NumPy's OpenBLAS lets its worker threads busy-wait for ~0.1 s after every threaded GEMM, taking the cores from the
+# OpenMP kernels that follow; a short timeout lets them sleep at once. Read when OpenBLAS loads, so set it first.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+from . import backend, dispatch  # noqa: E402
 from .tensor import Tensor, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
 from .random import get_rng_state, manual_seed, rand, randn, set_rng_state, uniform
 from . import functional, nn, optim  # noqa: E402  (they build on the names above)

@@ -1,0 +1,316 @@
+"""The C++/OpenMP kernels of csrc/cpu (the extension fastgan._C), under the names and signatures of reference.py.
+
+Importing this module raises ImportError when fastgan._C was not built; fastgan.dispatch then uses the reference.
+
+What runs natively, and what stays in NumPy:
+    im2col / col2im, the NCHW <-> channel-rows transposes (with the bias added in the same copy), per-channel sums
+        native; the GEMMs between them stay on NumPy's BLAS (`@`), exactly the reference's GEMMs. Two common
+        shapes need no data movement at all and are pure GEMMs: a conv whose kernel covers the whole (unpadded)
+        image (D's last layer, output 1x1) and a transposed conv of a 1x1 input (G's first layer).
+    batch_norm_act_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
+        native, one fused pass each (see the .cpp files for the math and the pass structure).
+    leaky_relu_forward / _backward
+        native stand-alone activation (not in reference.py yet).
+The native kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
+contiguous here, and anything else unusual (other dtypes, mixed dtypes, non-contiguous state updated in place)
+falls back to the reference implementation, so every call has the reference's semantics.
+
+Results do not depend on the number of threads (OMP_NUM_THREADS, or set_num_threads below), not even in the last
+bit: every reduction runs in a fixed order. The backward convolutions take an optional
+output_mask=(dx, dweight, dbias) that skips the gradients nobody needs (returning None for them), as torch's
+convolution_backward does.
+
+Threads. The kernels' OpenMP threads share the cores with NumPy's OpenBLAS threads, and each pool's idle threads
+busy-wait by default. This module gives its OpenMP runtime a passive wait policy (below). OpenBLAS's workers spin
+for ~0.1 s after every threaded GEMM unless OPENBLAS_THREAD_TIMEOUT is small (e.g. 4), which must be set before
+NumPy is imported. When torch is imported before this module, the extension shares torch's libgomp (same soname)
+and its default spinning policy; GOMP_SPINCOUNT=10000, set before torch is imported, bounds that spin.
+"""
+import importlib
+import os
+import threading
+
+import numpy as np
+
+from . import reference
+
+
+def _load_extension():
+    """Import fastgan._C, its OpenMP runtime set to a passive wait policy unless the user chose one.
+
+    Between two kernels, OpenMP's worker threads by default keep spinning for a while, and a BLAS call that comes
+    next (NumPy's OpenBLAS has its own threads) then fights them for the cores: a 1 ms GEMM right after one of our
+    kernels took 8 ms on 2 cores. Passive workers sleep at once instead (waking them costs microseconds). libgomp
+    reads the setting once, when it loads, so it is set just for the import and the environment then restored.
+    """
+    chosen = "OMP_WAIT_POLICY" in os.environ
+    if not chosen:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    try:
+        return importlib.import_module("fastgan._C")
+    except ImportError as err:  # not compiled (no compiler, FASTGAN_NO_NATIVE, ...): dispatch uses the reference
+        raise ImportError(f"fastgan's native CPU kernels (fastgan._C) are not built: {err}") from err
+    finally:
+        if not chosen:
+            del os.environ["OMP_WAIT_POLICY"]
+
+
+_C = _load_extension()
+
+__all__ = list(reference.__all__) + ["leaky_relu_forward", "leaky_relu_backward", "set_num_threads",
+                                     "get_num_threads", "release_workspace"]
+
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
+
+set_num_threads = _C.set_num_threads
+get_num_threads = _C.get_num_threads
+
+
+# --- helpers ------------------------------------------------------------------------------------------------------
+
+def _native(dtype, *arrays, inplace=()):
+    """Can the native kernels take these? One float32/float64 dtype for all; in-place arrays contiguous, writable."""
+    if np.dtype(dtype) not in _NATIVE:
+        return False
+    for a in arrays + tuple(inplace):
+        if a is not None and (not isinstance(a, np.ndarray) or a.dtype != dtype):
+            return False
+    return all(a is None or (a.flags.c_contiguous and a.flags.writeable) for a in inplace)
+
+
+def _c(a):
+    """A C-contiguous version of a read-only input (no copy when it already is)."""
+    return None if a is None else np.ascontiguousarray(a)
+
+
+_local = threading.local()
+
+
+def _scratch(name, shape, dtype):
+    """A reusable temporary (im2col columns, GEMM results) that never leaves this module.
+
+    The column matrices are large (50 MB for G's middle layer at batch 128); a fresh one per call costs a page fault
+    per 4 KiB on first touch, more than the copy into it. Each thread keeps one buffer per name, grown as needed.
+    """
+    pool = _local.__dict__.setdefault("pool", {})
+    size = int(np.prod(shape))
+    buf = pool.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = pool[(name, dtype)] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
+
+
+def release_workspace():
+    """Free this thread's scratch buffers (they are re-created on the next convolution)."""
+    _local.__dict__.pop("pool", None)
+
+
+# --- im2col / col2im ----------------------------------------------------------------------------------------------
+
+def im2col(x, kernel_size, stride, padding):
+    """x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo), the reference's layout."""
+    if not _native(x.dtype, x):
+        return reference.im2col(x, kernel_size, stride, padding)
+    return _C.im2col(_c(x), tuple(kernel_size), tuple(stride), tuple(padding))
+
+
+def col2im(cols, x_shape, kernel_size, stride, padding):
+    """The adjoint of im2col: cols -> x (N, C, H, W), summing entries that hit the same pixel."""
+    if not _native(cols.dtype, cols):
+        return reference.col2im(cols, x_shape, kernel_size, stride, padding)
+    return _C.col2im(_c(cols), tuple(x_shape), tuple(kernel_size), tuple(stride), tuple(padding))
+
+
+# --- conv2d -------------------------------------------------------------------------------------------------------
+
+def _whole_image(shape, kernel_size, padding):
+    """True when the kernel covers the whole unpadded image: one output pixel, and im2col is only a reshape."""
+    return tuple(padding) == (0, 0) and tuple(shape[2:]) == tuple(kernel_size)
+
+
+def conv2d_forward(x, weight, bias, stride, padding):
+    """x (N, C, H, W), weight (O, C, kh, kw), bias (O,) or None -> y (N, O, Ho, Wo)."""
+    if not _native(x.dtype, x, weight, bias):
+        return reference.conv2d_forward(x, weight, bias, stride, padding)
+    x, weight, bias = _c(x), _c(weight), _c(bias)
+    n, c = x.shape[:2]
+    o, kernel = weight.shape[0], weight.shape[2:]
+    w2 = weight.reshape(o, -1)
+    if _whole_image(x.shape, kernel, padding):
+        y = x.reshape(n, -1) @ w2.T                                      # (N, C*H*W) @ (C*H*W, O)
+        if bias is not None:
+            y += bias
+        return y.reshape(n, o, 1, 1)
+    ho, wo = reference._conv_out_hw(x.shape, kernel, stride, padding)
+    cols = _C.im2col(x, kernel, tuple(stride), tuple(padding), _scratch("cols", (w2.shape[1], n * ho * wo), x.dtype))
+    rows = np.matmul(w2, cols, out=_scratch("rows", (o, n * ho * wo), x.dtype))
+    return _C.from_channel_rows(rows, n, ho, wo, bias)
+
+
+def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias); output_mask picks which ones to compute (the others are None).
+
+    With Y = W·X (X = im2col(x)): dW = dY·Xᵀ, dX = Wᵀ·dY and dx = col2im(dX), db = Σ dy (reference.py).
+    """
+    if not _native(x.dtype, dy, x, weight):
+        return _masked(reference.conv2d_backward(dy, x, weight, stride, padding), output_mask)
+    dy, x, weight = _c(dy), _c(x), _c(weight)
+    want_dx, want_dw, want_db = output_mask
+    n, o, kernel = x.shape[0], weight.shape[0], weight.shape[2:]
+    w2 = weight.reshape(o, -1)
+    dx = dweight = dbias = None
+    if _whole_image(x.shape, kernel, padding):
+        dy2 = dy.reshape(n, o)
+        if want_dx:
+            dx = (dy2 @ w2).reshape(x.shape)
+        if want_dw:
+            dweight = (dy2.T @ x.reshape(n, -1)).reshape(weight.shape)
+    elif want_dx or want_dw:
+        dy_rows = _C.to_channel_rows(dy, _scratch("rows", (o, dy.size // o), dy.dtype))
+        cols_shape = (w2.shape[1], dy_rows.shape[1])
+        if want_dx:
+            dcols = np.matmul(w2.T, dy_rows, out=_scratch("cols", cols_shape, dy.dtype))
+            dx = _C.col2im(dcols, x.shape, kernel, tuple(stride), tuple(padding))
+        if want_dw:
+            cols = _C.im2col(x, kernel, tuple(stride), tuple(padding), _scratch("cols", cols_shape, x.dtype))
+            dweight = (dy_rows @ cols.T).reshape(weight.shape)
+    if want_db:
+        dbias = _C.channel_sums(dy)
+    return dx, dweight, dbias
+
+
+def _masked(grads, output_mask):
+    return tuple(g if want else None for g, want in zip(grads, output_mask))
+
+
+# --- conv_transpose2d ---------------------------------------------------------------------------------------------
+
+def _single_pixel(x, padding, output_padding):
+    """A 1x1 input without padding: each sample's output is its channel vector times W, a plain GEMM."""
+    return tuple(x.shape[2:]) == (1, 1) and tuple(padding) == (0, 0) and tuple(output_padding) == (0, 0)
+
+
+def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
+    """x (N, Cin, H, W), weight (Cin, Cout, kh, kw) -> y (N, Cout, Hout, Wout): y = col2im(Wᵀ·x) (reference.py)."""
+    if not _native(x.dtype, x, weight, bias):
+        return reference.conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding)
+    x, weight, bias = _c(x), _c(weight), _c(bias)
+    n, cin = x.shape[:2]
+    cout, kernel = weight.shape[1], weight.shape[2:]
+    w2 = weight.reshape(cin, -1)
+    if _single_pixel(x, padding, output_padding):
+        y = (x.reshape(n, cin) @ w2).reshape(n, cout, *kernel)          # (N, Cin) @ (Cin, Cout*kh*kw)
+        if bias is not None:
+            y += bias.reshape(1, cout, 1, 1)
+        return y
+    y_shape = reference._conv_transpose_out_shape(x, weight, stride, padding, output_padding)
+    x_rows = _C.to_channel_rows(x, _scratch("rows", (cin, x.size // cin), x.dtype))
+    cols = np.matmul(w2.T, x_rows, out=_scratch("cols", (w2.shape[1], x_rows.shape[1]), x.dtype))
+    return _C.col2im(cols, y_shape, kernel, tuple(stride), tuple(padding), bias)
+
+
+def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias); output_mask picks which ones to compute (the others are None).
+
+    The gradient of y = col2im(Wᵀ·X) is a conv2d of dy: dX = W·im2col(dy), dW = X·im2col(dy)ᵀ, db = Σ dy.
+    """
+    if not _native(x.dtype, dy, x, weight):
+        return _masked(reference.conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding),
+                       output_mask)
+    dy, x, weight = _c(dy), _c(x), _c(weight)
+    want_dx, want_dw, want_db = output_mask
+    n, cin, kernel = x.shape[0], x.shape[1], weight.shape[2:]
+    w2 = weight.reshape(cin, -1)
+    dx = dweight = dbias = None
+    if _single_pixel(x, padding, output_padding):
+        dy2 = dy.reshape(n, -1)
+        if want_dx:
+            dx = (dy2 @ w2.T).reshape(x.shape)
+        if want_dw:
+            dweight = (x.reshape(n, cin).T @ dy2).reshape(weight.shape)
+    elif want_dx or want_dw:
+        cols = _C.im2col(dy, kernel, tuple(stride), tuple(padding),
+                         _scratch("cols", (w2.shape[1], x.size // cin), dy.dtype))
+        if want_dx:
+            rows = np.matmul(w2, cols, out=_scratch("rows", (cin, cols.shape[1]), x.dtype))
+            dx = _C.from_channel_rows(rows, n, *x.shape[2:])
+        if want_dw:
+            x_rows = _C.to_channel_rows(x, _scratch("rows", (cin, cols.shape[1]), x.dtype))
+            dweight = (x_rows @ cols.T).reshape(weight.shape)
+    if want_db:
+        dbias = _C.channel_sums(dy)
+    return dx, dweight, dbias
+
+
+# --- batch norm + activation ----------------------------------------------------------------------------------------
+
+def batch_norm_act_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                           activation, negative_slope):
+    """y = act((x - mean)·rstd·γ + β) per channel -> (y, mean, rstd); training updates the running stats in place."""
+    stats = (running_mean, running_var) if training else ()
+    if not _native(x.dtype, x, weight, bias, running_mean, running_var, inplace=stats):
+        return reference.batch_norm_act_forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                                activation, negative_slope)
+    return _C.batch_norm_act_forward(_c(x), _c(weight), _c(bias), running_mean if training else _c(running_mean),
+                                     running_var if training else _c(running_var), bool(training), float(momentum),
+                                     float(eps), activation, float(negative_slope))
+
+
+def batch_norm_act_backward(dy, x, weight, bias, mean, rstd, training, activation, negative_slope):
+    """-> (dx, dweight, dbias), recomputing the activation's mask from the saved mean and rstd."""
+    if not _native(x.dtype, dy, x, weight, bias, mean, rstd):
+        return reference.batch_norm_act_backward(dy, x, weight, bias, mean, rstd, training, activation,
+                                                 negative_slope)
+    return _C.batch_norm_act_backward(_c(dy), _c(x), _c(weight), _c(bias), _c(mean), _c(rstd), bool(training),
+                                      activation, float(negative_slope))
+
+
+# --- the loss -------------------------------------------------------------------------------------------------------
+
+def sigmoid_bce_forward(logits, target, reduction):
+    """Fused sigmoid + binary cross-entropy: -> (loss, dloss/dlogits) for reduction "mean", "sum" or "none"."""
+    if not _native(logits.dtype, logits, target) or np.shape(target) != np.shape(logits):
+        return reference.sigmoid_bce_forward(logits, target, reduction)
+    return _C.sigmoid_bce_forward(_c(logits), _c(target), reduction)
+
+
+# --- optimisers -----------------------------------------------------------------------------------------------------
+
+def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):
+    """One torch.optim.Adam step, in place on param, exp_avg, exp_avg_sq (bit-identical to the reference)."""
+    if not _native(param.dtype, grad, inplace=(param, exp_avg, exp_avg_sq)) or grad.shape != param.shape:
+        return reference.adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay)
+    _C.adam_step(param, _c(grad), exp_avg, exp_avg_sq, int(step), float(lr), float(beta1), float(beta2), float(eps),
+                 float(weight_decay))
+
+
+def sgd_step(param, grad, momentum_buf, lr, momentum, weight_decay, dampening=0.0, nesterov=False,
+             first_step=False):
+    """One torch.optim.SGD step, in place on param and momentum_buf (None when momentum == 0)."""
+    buf = momentum_buf if momentum != 0 else None
+    if not _native(param.dtype, grad, inplace=(param, buf)) or grad.shape != param.shape or \
+            (momentum != 0 and momentum_buf is None):
+        return reference.sgd_step(param, grad, momentum_buf, lr, momentum, weight_decay, dampening, nesterov,
+                                  first_step)
+    _C.sgd_step(param, _c(grad), buf, float(lr), float(momentum), float(weight_decay), float(dampening),
+                bool(nesterov), bool(first_step))
+
+
+# --- stand-alone activations (not in reference.py yet; the same math as its batch-norm activations) ------------------
+
+def leaky_relu_forward(x, negative_slope):
+    """y = x if x > 0 else negative_slope·x, in one pass."""
+    if not _native(x.dtype, x):
+        y = np.array(x, copy=True)
+        reference._apply_activation(y, "leaky_relu", negative_slope)
+        return y
+    return _C.leaky_relu_forward(_c(x), float(negative_slope))
+
+
+def leaky_relu_backward(dy, x, negative_slope):
+    """dx = dy if x > 0 else negative_slope·dy (the mask recomputed from x)."""
+    if not _native(x.dtype, dy, x):
+        g = np.array(dy, dtype=x.dtype, copy=True)
+        reference._activation_grad(g, x, "leaky_relu", negative_slope)
+        return g
+    return _C.leaky_relu_backward(_c(dy), _c(x), float(negative_slope))
