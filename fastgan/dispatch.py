@@ -15,6 +15,7 @@ has it. Choose explicitly, from strongest to weakest:
 import contextlib
 import importlib
 import os
+import warnings
 
 PREFERENCE = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton")}
 DEVICE_OF = {"reference": "cpu", "cpu": "cpu", "triton": "cuda", "cuda": "cuda"}
@@ -31,8 +32,11 @@ def implementation(name):
     if name not in _loaded:
         try:
             _loaded[name] = importlib.import_module(_MODULES[name])
-        except ImportError:
+        except ImportError as err:
             _loaded[name] = None
+            if name == "cpu":  # the GPU implementations are absent on most machines; this one should be there
+                warnings.warn(f"{err}; fastgan runs on its NumPy reference kernels (slower). Reinstall with a C++ "
+                              "compiler present (pip install -e .) to build them.", RuntimeWarning, stacklevel=2)
     return _loaded[name]
 
 
