@@ -18,6 +18,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from gpu_common import require_gpu_and_torch  # noqa: E402
+
 
 def skip(reason):
     print(f"SKIP gpu_kernels: {reason}")
@@ -29,16 +31,8 @@ def main():
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--reps", type=int, default=50)
     args = p.parse_args()
-    from fastgan import backend, dispatch
-    if not backend.cuda_available():
-        skip("no CUDA GPU visible to CuPy (this benchmark runs on a GPU machine)")
-    try:
-        import torch
-    except ImportError:
-        skip("torch is not installed: nothing to compare with")
-    if not torch.cuda.is_available():
-        skip("torch has no CUDA: nothing to compare with on the GPU")
-    import cupy
+    from fastgan import dispatch
+    torch, cupy = require_gpu_and_torch("gpu_kernels")
     tF = torch.nn.functional
     impls = {name: dispatch.implementation(name) for name in ("cuda", "triton")}
     impls = {name: module for name, module in impls.items() if module is not None}

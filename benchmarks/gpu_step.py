@@ -36,6 +36,8 @@ def parse():
     p.add_argument("--no-compile", action="store_true", help="leave out torch.compile (it takes a minute or two)")
     return p.parse_args()
 
+from gpu_common import require_gpu_and_torch  # noqa: E402
+
 
 def skip(reason):
     print(f"SKIP gpu_step: {reason}")
@@ -44,16 +46,7 @@ def skip(reason):
 
 def main():
     args = parse()
-    from fastgan import backend
-    if not backend.cuda_available():
-        skip("no CUDA GPU visible to CuPy (this benchmark runs on a GPU machine)")
-    try:
-        import torch
-    except ImportError:
-        skip("torch is not installed: nothing to compare with")
-    if not torch.cuda.is_available():
-        skip("torch has no CUDA: nothing to compare with on the GPU")
-    import cupy
+    torch, cupy = require_gpu_and_torch("gpu_step")
 
     import fastgan
     from fastgan import dispatch
