@@ -3,14 +3,13 @@ a `--model mlp` smoke run and exact resume."""
 import json
 import math
 import os
-import pickle
 
 import numpy as np
 import pytest
 
 import fastgan
+from conftest import load_checkpoint
 from fastgan import optim, train
-from fastgan.data import MNIST
 from fastgan.models import MODELS, RECIPES
 from fastgan.models.mlp_gan import MLP_RECIPE, mlp_gan_mnist, pixel_logits
 
@@ -77,22 +76,14 @@ def test_dcgan_recipe_keeps_the_old_choices():
 
 # --- the command line ----------------------------------------------------------------------------------------------
 
-@pytest.fixture(autouse=True)
-def synthetic_mnist(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
-    fake = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300, dtype=np.uint8),
-                 rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10, dtype=np.uint8))
-    monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: fake)
-    monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))  # no cached classifier: no quality report
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 
 def run(*args):
     return train.main(["mnist", "--model", "mlp", "--no-progress", "--limit", "200", "--log-every", "1", *args])
 
 
-def load(run_dir):
-    with open(os.path.join(run_dir, train.CHECKPOINT), "rb") as f:
-        return pickle.load(f)
+load = load_checkpoint
 
 
 def test_smoke_run(tmp_path, capsys):

@@ -1,22 +1,15 @@
 """`python -m fastgan.train`: a smoke run writes every artefact, resume is exact, divergence stops cleanly."""
 import json
 import os
-import pickle
 
 import numpy as np
 import pytest
 
+from conftest import load_checkpoint
 from fastgan import train
-from fastgan.data import MNIST
 
 
-@pytest.fixture(autouse=True)
-def synthetic_mnist(monkeypatch):
-    """Unit tests train on random 28×28 "digits" instead of fetching MNIST."""
-    rng = np.random.default_rng(0)
-    fake = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300, dtype=np.uint8),
-                 rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10, dtype=np.uint8))
-    monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: fake)
+pytestmark = pytest.mark.usefixtures("synthetic_mnist")
 
 
 def run(*args):
@@ -24,9 +17,7 @@ def run(*args):
                        "--log-every", "2", *args])
 
 
-def load(run_dir):
-    with open(os.path.join(run_dir, train.CHECKPOINT), "rb") as f:
-        return pickle.load(f)
+load = load_checkpoint
 
 
 def test_smoke_run_writes_every_artefact(tmp_path, capsys):
