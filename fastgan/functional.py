@@ -216,11 +216,12 @@ def relu(x):
     return _result(x.data * positive, (x,), lambda g: (g * positive,), "relu")
 
 
-def leaky_relu(x, negative_slope=0.01):
-    xp = backend.xp(x.data)
-    slope = xp.where(x.data > 0, x.dtype.type(1), x.dtype.type(negative_slope))
-    # leaky(x) = x·(1 if x>0 else a): d/dx = 1 or a
-    return _result(x.data * slope, (x,), lambda g: (g * slope,), "leaky_relu")
+def leaky_relu(x, negative_slope=0.01, impl=None):
+    forward = dispatch.kernel("leaky_relu_forward", x.device, impl)
+    backward_kernel = dispatch.kernel("leaky_relu_backward", x.device, impl)
+    # leaky(x) = x·(1 if x>0 else a): d/dx = 1 or a, recomputed from x in the backward kernel
+    return _result(forward(x.data, negative_slope), (x,),
+                   lambda g: (backward_kernel(g, x.data, negative_slope),), "leaky_relu")
 
 
 def tanh(x):
@@ -285,6 +286,12 @@ def _check_conv(op, x, weight, bias, in_channels_axis):
         raise ValueError(f"{op}: bias {bias.shape} does not match weight {weight.shape}")
 
 
+def _wanted(*inputs):
+    """The backward kernels' output_mask: which inputs need a gradient. An image, a frozen weight or a missing bias
+    does not, and its gradient (a GEMM for a weight or an image) is never computed."""
+    return tuple(t is not None and t.requires_grad for t in inputs)
+
+
 def conv2d(x, weight, bias=None, stride=1, padding=0, impl=None):
     """2-D cross-correlation, NCHW input, weight (C_out, C_in, kH, kW), as torch.nn.functional.conv2d."""
     _check_conv("conv2d", x, weight, bias, in_channels_axis=1)
@@ -297,8 +304,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, impl=None):
     backward_kernel = dispatch.kernel("conv2d_backward", x.device, impl)
     out = forward(x.data, weight.data, None if bias is None else bias.data, stride, padding)
     # derivation in kernels/reference.py: dx = col2im(Wᵀ dy), dW = dy · im2col(x)ᵀ, db = Σ dy
+    wanted = _wanted(x, weight, bias)
     return _result(out, (x, weight, bias),
-                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding), "conv2d")
+                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, wanted), "conv2d")
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, impl=None):
@@ -317,8 +325,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     backward_kernel = dispatch.kernel("conv_transpose2d_backward", x.device, impl)
     out = forward(x.data, weight.data, None if bias is None else bias.data, stride, padding, output_padding)
     # derivation in kernels/reference.py: dx = conv2d(dy, W), dW = x · im2col(dy)ᵀ, db = Σ dy
+    wanted = _wanted(x, weight, bias)
     return _result(out, (x, weight, bias),
-                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, output_padding),
+                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, output_padding, wanted),
                    "conv_transpose2d")
 
 

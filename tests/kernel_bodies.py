@@ -10,7 +10,7 @@ import pytest
 from fastgan import dispatch
 from fastgan.kernels import reference
 from kernel_cases import (ADAM_CASES, BCE_CASES, BN_CASES, CONV_CASES, SGD_CASES, bce_inputs,
-                          check_against_reference, optim_inputs, run_impl)
+                          check_against_reference, compare_outputs, optim_inputs, run_impl)
 
 BOTH = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 
@@ -29,6 +29,27 @@ def test_conv(kernel_impl, case, dtype):
     tol = dict(rtol=2e-2, atol=5e-3) if tf32 else None
     check_against_reference(kernel_impl, case.fn + "_forward", case.forward_args(x, weight, bias), dtype, tol)
     check_against_reference(kernel_impl, case.fn + "_backward", case.backward_args(dy, x, weight), dtype, tol)
+
+
+@pytest.mark.parametrize("mask", [(False, True, True), (True, False, False), (False, False, False)], ids=str)
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[-1]], ids=lambda c: c.name)
+def test_conv_output_mask(kernel_impl, case, mask):
+    """The gradients that output_mask skips come back as None; the others are the full backward's."""
+    x, weight, _, dy = case.inputs(np.float32)
+    fn = case.fn + "_backward"
+    full = getattr(reference, fn)(*case.backward_args(dy, x, weight))
+    for got, want, keep in zip(run_impl(kernel_impl, fn, *case.backward_args(dy, x, weight), mask), full, mask):
+        compare_outputs(got, want if keep else None, np.float32, f"{kernel_impl}.{fn} with output_mask={mask}")
+
+
+@pytest.mark.parametrize("dtype", BOTH)
+@pytest.mark.parametrize("shape", [(1,), (2, 64, 14, 14), (40001,)])
+def test_leaky_relu(kernel_impl, shape, dtype):
+    rng = np.random.default_rng(5)
+    x, dy = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+    x.reshape(-1)[:2] = [0.0, -0.0][:x.size]
+    check_against_reference(kernel_impl, "leaky_relu_forward", (x, 0.2), dtype)
+    check_against_reference(kernel_impl, "leaky_relu_backward", (dy, x, 0.2), dtype)
 
 
 @pytest.mark.parametrize("dtype", BOTH)

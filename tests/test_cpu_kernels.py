@@ -121,9 +121,10 @@ def test_conv_transpose2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op):
         close(ours, ref, dtype, what, scale=10)
 
 
+@pytest.mark.parametrize("impl", [R, C], ids=["reference", "cpu"])
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[8], CONV_CASES[9]])
-def test_conv_backward_output_mask(transposed, case):
+def test_conv_backward_output_mask(impl, transposed, case):
     """output_mask skips gradients (None) and leaves the others unchanged."""
     n, cin, h, w, cout, k, s, p, op = case
     if not transposed and (h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]):
@@ -131,12 +132,12 @@ def test_conv_backward_output_mask(transposed, case):
     rng = np.random.default_rng(3)
     x, weight, _ = conv_inputs(rng, np.float64, n, cin, h, w, cout, k, transposed, False)
     if transposed:
-        forward, backward = C.conv_transpose2d_forward, C.conv_transpose2d_backward
+        forward, backward = impl.conv_transpose2d_forward, impl.conv_transpose2d_backward
         dy = rand(rng, forward(x, weight, None, s, p, (0, 0)).shape, np.float64)
         run = lambda mask: backward(dy, x, weight, s, p, (0, 0), output_mask=mask)  # noqa: E731
     else:
-        dy = rand(rng, C.conv2d_forward(x, weight, None, s, p).shape, np.float64)
-        run = lambda mask: C.conv2d_backward(dy, x, weight, s, p, output_mask=mask)  # noqa: E731
+        dy = rand(rng, impl.conv2d_forward(x, weight, None, s, p).shape, np.float64)
+        run = lambda mask: impl.conv2d_backward(dy, x, weight, s, p, output_mask=mask)  # noqa: E731
     full = run((True, True, True))
     for mask in [(False, True, True), (True, False, False), (False, False, True), (False, False, False)]:
         for got, want, keep in zip(run(mask), full, mask):
@@ -277,9 +278,10 @@ def test_leaky_relu(dtype, shape):
     rng = np.random.default_rng(13)
     x, dy = rand(rng, shape, dtype), rand(rng, shape, dtype)
     x.reshape(-1)[:2] = [0.0, -0.0][:x.size]
-    factor = np.where(x > 0, dtype(1), dtype(0.2))                      # functional.leaky_relu's definition
-    np.testing.assert_array_equal(C.leaky_relu_forward(x, 0.2), x * factor)
-    np.testing.assert_array_equal(C.leaky_relu_backward(dy, x, 0.2), dy * factor)
+    factor = np.where(x > 0, dtype(1), dtype(0.2))                      # the definition, exact in every dtype
+    for impl in (R, C):
+        np.testing.assert_array_equal(impl.leaky_relu_forward(x, 0.2), x * factor)
+        np.testing.assert_array_equal(impl.leaky_relu_backward(dy, x, 0.2), dy * factor)
     assert C.leaky_relu_forward(x, 0.2).dtype == np.dtype(dtype)
 
 

@@ -7,18 +7,14 @@ What runs natively, and what stays in NumPy:
         native; the GEMMs between them stay on NumPy's BLAS (`@`), exactly the reference's GEMMs. Two common
         shapes need no data movement at all and are pure GEMMs: a conv whose kernel covers the whole (unpadded)
         image (D's last layer, output 1x1) and a transposed conv of a 1x1 input (G's first layer).
-    batch_norm_act_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
+    batch_norm_act_forward / _backward, leaky_relu_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
         native, one fused pass each (see the .cpp files for the math and the pass structure).
-    leaky_relu_forward / _backward
-        native stand-alone activation (not in reference.py yet).
 The native kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
 contiguous here, and anything else unusual (other dtypes, mixed dtypes, non-contiguous state updated in place)
 falls back to the reference implementation, so every call has the reference's semantics.
 
 Results do not depend on the number of threads (OMP_NUM_THREADS, or set_num_threads below), not even in the last
-bit: every reduction runs in a fixed order. The backward convolutions take an optional
-output_mask=(dx, dweight, dbias) that skips the gradients nobody needs (returning None for them), as torch's
-convolution_backward does.
+bit: every reduction runs in a fixed order.
 
 Threads. The kernels' OpenMP threads share the cores with NumPy's OpenBLAS threads, and each pool's idle threads
 busy-wait by default. This module gives its OpenMP runtime a passive wait policy (below). OpenBLAS's workers spin
@@ -57,8 +53,7 @@ def _load_extension():
 
 _C = _load_extension()
 
-__all__ = list(reference.__all__) + ["leaky_relu_forward", "leaky_relu_backward", "set_num_threads",
-                                     "get_num_threads", "release_workspace"]
+__all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -153,7 +148,7 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
     With Y = W·X (X = im2col(x)): dW = dY·Xᵀ, dX = Wᵀ·dY and dx = col2im(dX), db = Σ dy (reference.py).
     """
     if not _native(x.dtype, dy, x, weight):
-        return _masked(reference.conv2d_backward(dy, x, weight, stride, padding), output_mask)
+        return reference.conv2d_backward(dy, x, weight, stride, padding, output_mask)
     dy, x, weight = _c(dy), _c(x), _c(weight)
     want_dx, want_dw, want_db = output_mask
     n, o, kernel = x.shape[0], weight.shape[0], weight.shape[2:]
@@ -177,10 +172,6 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
     if want_db:
         dbias = _C.channel_sums(dy)
     return dx, dweight, dbias
-
-
-def _masked(grads, output_mask):
-    return tuple(g if want else None for g, want in zip(grads, output_mask))
 
 
 # --- conv_transpose2d ---------------------------------------------------------------------------------------------
@@ -215,8 +206,7 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
     The gradient of y = col2im(Wᵀ·X) is a conv2d of dy: dX = W·im2col(dy), dW = X·im2col(dy)ᵀ, db = Σ dy.
     """
     if not _native(x.dtype, dy, x, weight):
-        return _masked(reference.conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding),
-                       output_mask)
+        return reference.conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, output_mask)
     dy, x, weight = _c(dy), _c(x), _c(weight)
     want_dx, want_dw, want_db = output_mask
     n, cin, kernel = x.shape[0], x.shape[1], weight.shape[2:]
@@ -296,21 +286,17 @@ def sgd_step(param, grad, momentum_buf, lr, momentum, weight_decay, dampening=0.
                 bool(nesterov), bool(first_step))
 
 
-# --- stand-alone activations (not in reference.py yet; the same math as its batch-norm activations) ------------------
+# --- stand-alone activation --------------------------------------------------------------------------------------
 
 def leaky_relu_forward(x, negative_slope):
     """y = x if x > 0 else negative_slope·x, in one pass."""
     if not _native(x.dtype, x):
-        y = np.array(x, copy=True)
-        reference._apply_activation(y, "leaky_relu", negative_slope)
-        return y
+        return reference.leaky_relu_forward(x, negative_slope)
     return _C.leaky_relu_forward(_c(x), float(negative_slope))
 
 
 def leaky_relu_backward(dy, x, negative_slope):
     """dx = dy if x > 0 else negative_slope·dy (the mask recomputed from x)."""
     if not _native(x.dtype, dy, x):
-        g = np.array(dy, dtype=x.dtype, copy=True)
-        reference._activation_grad(g, x, "leaky_relu", negative_slope)
-        return g
+        return reference.leaky_relu_backward(dy, x, negative_slope)
     return _C.leaky_relu_backward(_c(dy), _c(x), float(negative_slope))

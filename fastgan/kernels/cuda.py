@@ -7,6 +7,7 @@ kernel a template instantiated for float and double by name ("adam_step<float>")
     batch_norm.cu    batch_norm_act_forward / _backward: one block per channel, statistics by block reduction
     sigmoid_bce.cu   the fused loss and its gradient in one pass; the mean/sum by a two-stage grid reduction
     optim.cu         adam_step, sgd_step: one thread per parameter element
+    activation.cu    leaky_relu_forward / _backward: one thread per element
     conv.cu          im2col, col2im and the NCHW <-> channel-rows transpose around cuBLAS GEMMs (cupy.matmul)
 
 Importing this module raises ImportError when CuPy, NVRTC or a GPU is missing, so `fastgan.dispatch` treats the
@@ -34,14 +35,15 @@ except Exception as err:  # noqa: BLE001 - a missing libnvrtc shows up as one of
     raise ImportError(f"fastgan.kernels.cuda: NVRTC is not usable ({err})") from err
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
-           "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "sigmoid_bce_forward",
-           "adam_step", "sgd_step"]
+           "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward",
+           "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step"]
 
 # every kernel this module launches, by source file (tests/test_cuda_compile.py checks them against the sources)
 KERNELS = {
     "batch_norm.cu": ("batch_norm_act_forward", "batch_norm_act_backward"),
     "sigmoid_bce.cu": ("sigmoid_bce_forward", "sum_partials"),
     "optim.cu": ("adam_step", "sgd_step"),
+    "activation.cu": ("leaky_relu_forward", "leaky_relu_backward"),
     "conv.cu": ("im2col", "col2im", "swap_outer_axes"),
 }
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
@@ -211,15 +213,16 @@ def conv2d_forward(x, weight, bias, stride, padding):
     return _from_channel_rows(y_rows, x.shape[0], ho, wo, bias)
 
 
-def conv2d_backward(dy, x, weight, stride, padding):
-    """-> (dx, dweight, dbias): x̄ = col2im(Wᵀ·Ȳ), W̄ = Ȳ·im2col(x)ᵀ, b̄ = Σ ȳ."""
+def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias): x̄ = col2im(Wᵀ·Ȳ), W̄ = Ȳ·im2col(x)ᵀ, b̄ = Σ ȳ; None where output_mask says so."""
     _, dy, weight, _ = _conv_inputs(dy, weight)
     x = _float_array(x, dy.dtype, "x")
+    want_dx, want_dw, want_db = output_mask
     o = weight.shape[0]
     dy_rows = _to_channel_rows(dy)
-    dx = col2im(weight.reshape(o, -1).T @ dy_rows, x.shape, weight.shape[2:], stride, padding)
-    dweight = (dy_rows @ im2col(x, weight.shape[2:], stride, padding).T).reshape(weight.shape)
-    return dx, dweight, dy_rows.sum(axis=1)
+    dx = col2im(weight.reshape(o, -1).T @ dy_rows, x.shape, weight.shape[2:], stride, padding) if want_dx else None
+    dweight = (dy_rows @ im2col(x, weight.shape[2:], stride, padding).T).reshape(weight.shape) if want_dw else None
+    return dx, dweight, dy_rows.sum(axis=1) if want_db else None
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
@@ -232,16 +235,20 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
     return col2im(cols, y_shape, (kh, kw), stride, padding, bias)
 
 
-def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding):
-    """-> (dx, dweight, dbias): x̄ = conv2d(ȳ, W) = W·im2col(ȳ) as rows, W̄ = X·im2col(ȳ)ᵀ, b̄ = Σ ȳ."""
+def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias): x̄ = conv2d(ȳ, W) = W·im2col(ȳ) as rows, W̄ = X·im2col(ȳ)ᵀ, b̄ = Σ ȳ; None where
+    output_mask says so."""
     _, dy, weight, _ = _conv_inputs(dy, weight)
     x = _float_array(x, dy.dtype, "x")
+    want_dx, want_dw, want_db = output_mask
     c_in = weight.shape[0]
     n, _, h, w = x.shape
-    dy_cols = im2col(dy, weight.shape[2:], stride, padding)
-    dx = _from_channel_rows(weight.reshape(c_in, -1) @ dy_cols, n, h, w)
-    dweight = (_to_channel_rows(x) @ dy_cols.T).reshape(weight.shape)
-    return dx, dweight, dy.sum(axis=(0, 2, 3))
+    dx = dweight = None
+    if want_dx or want_dw:
+        dy_cols = im2col(dy, weight.shape[2:], stride, padding)
+        dx = _from_channel_rows(weight.reshape(c_in, -1) @ dy_cols, n, h, w) if want_dx else None
+        dweight = (_to_channel_rows(x) @ dy_cols.T).reshape(weight.shape) if want_dw else None
+    return dx, dweight, dy.sum(axis=(0, 2, 3)) if want_db else None
 
 
 # --- batch norm + activation --------------------------------------------------------------------------------------
@@ -315,6 +322,25 @@ def sigmoid_bce_forward(logits, target, reduction):
             max(divisor, 1.0))
     _launch("sum_partials", dtype, 1, THREADS, partial_sums, blocks, divisor, loss)
     return loss, dlogits
+
+
+# --- stand-alone activation -----------------------------------------------------------------------------------------
+
+def leaky_relu_forward(x, negative_slope):
+    """y = x if x > 0 else negative_slope·x."""
+    x = _float_array(x, _dtype_of(x), "x")
+    y = cupy.empty_like(x)
+    _launch("leaky_relu_forward", x.dtype, _blocks(x.size), THREADS, x, y, x.size, float(negative_slope))
+    return y
+
+
+def leaky_relu_backward(dy, x, negative_slope):
+    """dx = dy if x > 0 else negative_slope·dy."""
+    x = _float_array(x, _dtype_of(x), "x")
+    dy = _float_array(dy, x.dtype, "dy")
+    dx = cupy.empty_like(x)
+    _launch("leaky_relu_backward", x.dtype, _blocks(x.size), THREADS, dy, x, dx, x.size, float(negative_slope))
+    return dx
 
 
 # --- optimisers ---------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ backward-data, and conv_transpose2d's backward-data is a plain conv2d.
 import numpy as np
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
-           "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "sigmoid_bce_forward",
-           "adam_step", "sgd_step"]
+           "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward",
+           "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step"]
 
 
 # --- im2col / col2im ------------------------------------------------------------------------------------------
@@ -136,12 +136,14 @@ def conv2d_forward(x, weight, bias, stride, padding):
 
 # With Y = W·X (Y = y as channel rows, X = im2col(x)) and upstream gradient Ȳ:
 #   W̄ = Ȳ·Xᵀ,   X̄ = Wᵀ·Ȳ and x̄ = col2im(X̄) (col2im is im2col's adjoint),   b̄ = Σ_{n,p,q} ȳ.
-def conv2d_backward(dy, x, weight, stride, padding):
-    """-> (dx, dweight, dbias); dbias is dy summed over N, H, W (returned even when the conv has no bias)."""
+def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias), dbias = dy summed over N, H, W. output_mask (want dx, dW, db) skips the gradients
+    nobody needs (an input image's, a frozen weight's, a missing bias's): those come back as None."""
+    want_dx, want_dw, want_db = output_mask
     dy_rows = _to_channel_rows(dy)
-    dx = _correlate_adjoint(dy_rows, weight, x.shape, stride, padding)
-    dweight = _weight_grad(dy_rows, im2col(x, weight.shape[2:], stride, padding), weight.shape)
-    return dx, dweight, dy_rows.sum(axis=1)
+    dx = _correlate_adjoint(dy_rows, weight, x.shape, stride, padding) if want_dx else None
+    dweight = _weight_grad(dy_rows, im2col(x, weight.shape[2:], stride, padding), weight.shape) if want_dw else None
+    return dx, dweight, dy_rows.sum(axis=1) if want_db else None
 
 
 # --- conv_transpose2d -----------------------------------------------------------------------------------------
@@ -168,11 +170,15 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
 
 # y = col2im(Wᵀ·X) with X = x as channel rows is the adjoint of the conv2d Y' = W·im2col(y'), so its gradient
 # is that conv2d:   x̄ = conv2d(ȳ, W)  (as rows: W·im2col(ȳ)),   W̄ = X·im2col(ȳ)ᵀ,   b̄ = Σ_{n,p,q} ȳ.
-def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding):
-    """-> (dx, dweight, dbias); output_padding is implied by dy's shape and not needed here."""
-    dx, dy_cols = _correlate(dy, weight, stride, padding)
-    dweight = _weight_grad(_to_channel_rows(x), dy_cols, weight.shape)
-    return dx, dweight, dy.sum(axis=(0, 2, 3))
+def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias), None where output_mask says so (as conv2d_backward); output_padding is implied by
+    dy's shape and not needed here."""
+    want_dx, want_dw, want_db = output_mask
+    dx = dweight = None
+    if want_dx or want_dw:
+        dx, dy_cols = _correlate(dy, weight, stride, padding)
+        dweight = _weight_grad(_to_channel_rows(x), dy_cols, weight.shape) if want_dw else None
+    return dx if want_dx else None, dweight, dy.sum(axis=(0, 2, 3)) if want_db else None
 
 
 # --- batch norm + activation ----------------------------------------------------------------------------------
@@ -280,6 +286,23 @@ def batch_norm_act_backward(dy, x, weight, bias, mean, rstd, training, activatio
         g -= _channel_view((dbias / m).astype(dtype), ndim)
     g *= _channel_view(gamma_rstd.astype(dtype), ndim)
     return g, dweight.astype(dtype), dbias.astype(dtype)
+
+
+# --- a stand-alone activation (D's first layer has no batch norm) --------------------------------------------------
+
+def leaky_relu_forward(x, negative_slope):
+    """y = x where x > 0, else negative_slope·x (a new array)."""
+    y = np.array(x, copy=True)
+    _apply_activation(y, "leaky_relu", negative_slope)
+    return y
+
+
+# y = x·s(x) with s = 1 on x > 0 and the slope elsewhere, piecewise linear:  x̄ = ȳ·s(x)  (the mask recomputed from x).
+def leaky_relu_backward(dy, x, negative_slope):
+    """dx = dy where x > 0, else negative_slope·dy."""
+    g = np.array(dy, dtype=x.dtype, copy=True)
+    _activation_grad(g, x, "leaky_relu", negative_slope)
+    return g
 
 
 # --- the loss ---------------------------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
     conv.py            conv2d / conv_transpose2d forward and backward as implicit GEMMs (three kernels)
     batchnorm_act.py   batch norm + activation, forward and backward, one program per channel
+    activation.py      ReLU / LeakyReLU helpers, and the stand-alone LeakyReLU forward and backward
     sigmoid_bce.py     the loss and its gradient in one pass
     adam.py            fused Adam and SGD steps
     reduce.py          per-channel sums and partial-sum reductions the others share
@@ -22,10 +23,12 @@ from fastgan import backend
 if os.environ.get("TRITON_INTERPRET", "") != "1" and not backend.cuda_available():
     raise ImportError("fastgan.kernels.triton needs a CUDA GPU visible to CuPy (or TRITON_INTERPRET=1)")
 
+from .activation import leaky_relu_backward, leaky_relu_forward  # noqa: E402
 from .adam import adam_step, sgd_step  # noqa: E402
 from .batchnorm_act import batch_norm_act_backward, batch_norm_act_forward  # noqa: E402
 from .conv import conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward  # noqa: E402
 from .sigmoid_bce import sigmoid_bce_forward  # noqa: E402
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
-           "batch_norm_act_forward", "batch_norm_act_backward", "sigmoid_bce_forward", "adam_step", "sgd_step"]
+           "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward", "leaky_relu_backward",
+           "sigmoid_bce_forward", "adam_step", "sgd_step"]

@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 
 from . import _carrier as carrier
+from .activation import times_slope
 from .reduce import channel_moment, channel_offsets
 
 __all__ = ["batch_norm_act_forward", "batch_norm_act_backward"]
@@ -18,25 +19,10 @@ _ACTIVATIONS = {None: 0, "relu": 1, "leaky_relu": 2}
 
 
 @triton.jit
-def _activate(z, ACTIVATION: tl.constexpr, slope):
-    """relu: max(z, 0); leaky_relu: z where z > 0, else slope·z."""
-    if ACTIVATION == 1:
-        z = tl.maximum(z, 0.0)
-    elif ACTIVATION == 2:
-        z = tl.where(z > 0, z, z * slope)
-    return z
-
-
-@triton.jit
 def _masked_grad(x, dy, mean, rstd, gamma, beta, ACTIVATION: tl.constexpr, slope):
     """(x̂, g): the normalised input and the upstream gradient times the activation's derivative at γ·x̂ + β."""
     xhat = (x - mean) * rstd
-    z = xhat * gamma + beta
-    if ACTIVATION == 1:
-        dy = tl.where(z > 0, dy, 0.0)
-    elif ACTIVATION == 2:
-        dy = tl.where(z > 0, dy, dy * slope)
-    return xhat, dy
+    return xhat, times_slope(dy, xhat * gamma + beta, ACTIVATION, slope)
 
 
 @triton.jit
@@ -76,7 +62,7 @@ def _forward_kernel(x_ptr, w_ptr, b_ptr, rmean_ptr, rvar_ptr, y_ptr, mean_ptr, r
         e = start + tl.arange(0, BLOCK)
         offsets, mask = channel_offsets(c, e, C, HW), e < COUNT
         y = (tl.load(x_ptr + offsets, mask=mask, other=0.0) - mean) * scale + beta
-        tl.store(y_ptr + offsets, _activate(y, ACTIVATION, slope), mask=mask)
+        tl.store(y_ptr + offsets, times_slope(y, y, ACTIVATION, slope), mask=mask)
     tl.store(mean_ptr + c, mean)
     tl.store(rstd_ptr + c, rstd)
 

@@ -212,11 +212,13 @@ def conv2d_forward(x, weight, bias, stride, padding):
 
 
 # With Y = W·cols(x):  dx = col2im(Wᵀ·dY) (a transposed convolution of dy),  dW = dY·cols(x)ᵀ,  db = Σ_{n,p,q} dy.
-def conv2d_backward(dy, x, weight, stride, padding):
-    """-> (dx, dweight, dbias)."""
+def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias), None where output_mask (want dx, dW, db) says it is not needed."""
     dy, x, weight = carrier.contiguous(dy), carrier.contiguous(x), carrier.contiguous(weight)
-    dx = _correlate_adjoint(dy, weight, None, stride, padding, x.shape[2:])
-    return dx, _weight_grad(dy, x, weight.shape, stride, padding), channel_sum(dy)
+    want_dx, want_dw, want_db = output_mask
+    return (_correlate_adjoint(dy, weight, None, stride, padding, x.shape[2:]) if want_dx else None,
+            _weight_grad(dy, x, weight.shape, stride, padding) if want_dw else None,
+            channel_sum(dy) if want_db else None)
 
 
 def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
@@ -229,8 +231,10 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
 
 # y = col2im(Wᵀ·X) is the adjoint of the conv2d y' -> W·cols(y'), so its gradient is that conv2d:
 # dx = conv2d(dy, W) (W read as (O=Cin, C=Cout)),  dW = X·cols(dy)ᵀ,  db = Σ_{n,p,q} dy.
-def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding):
-    """-> (dx, dweight, dbias); output_padding is implied by dy's shape."""
+def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, output_mask=(True, True, True)):
+    """-> (dx, dweight, dbias), None where output_mask says so; output_padding is implied by dy's shape."""
     dy, x, weight = carrier.contiguous(dy), carrier.contiguous(x), carrier.contiguous(weight)
-    dx = _correlate(dy, weight, None, stride, padding)
-    return dx, _weight_grad(x, dy, weight.shape, stride, padding), channel_sum(dy)
+    want_dx, want_dw, want_db = output_mask
+    return (_correlate(dy, weight, None, stride, padding) if want_dx else None,
+            _weight_grad(x, dy, weight.shape, stride, padding) if want_dw else None,
+            channel_sum(dy) if want_db else None)
