@@ -133,6 +133,18 @@ def batch_norm_cases(n, backward):
             yield label, (dy, x, gamma, beta, mean, rstd, True, act, 0.2), torch_bwd, ("byte", 3 * x.nbytes)
 
 
+def leaky_relu_cases(n, backward):
+    rng = np.random.default_rng(4)
+    shape = (n, 64, 14, 14)   # D's first layer, which has no batch norm to fuse the activation into
+    x, dy = _rand(rng, shape), _rand(rng, shape)
+    tx, tdy = _t(x), _t(dy)
+    if not backward:
+        yield f"LeakyReLU {shape}", (x, 0.2), (lambda: TF.leaky_relu(tx, 0.2)), ("byte", 2 * x.nbytes)
+    else:
+        yield f"LeakyReLU {shape}", (dy, x, 0.2), (lambda: torch.ops.aten.leaky_relu_backward(tdy, tx, 0.2, False)), \
+            ("byte", 3 * x.nbytes)
+
+
 def sigmoid_bce_cases(n):
     rng = np.random.default_rng(2)
     for shape in [(n, 1), (n, 784)]:   # D's logits; and a per-pixel loss, large enough to measure bandwidth
@@ -177,6 +189,8 @@ KERNELS = {
     "conv2d_backward": lambda n: conv_cases(n, False, True),
     "batch_norm_act_forward": lambda n: batch_norm_cases(n, False),
     "batch_norm_act_backward": lambda n: batch_norm_cases(n, True),
+    "leaky_relu_forward": lambda n: leaky_relu_cases(n, False),
+    "leaky_relu_backward": lambda n: leaky_relu_cases(n, True),
     "sigmoid_bce_forward": sigmoid_bce_cases,
     "adam_step": adam_cases,
 }

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastgan
 import fastgan.functional as F
 from oracle import check, random_inputs
 
@@ -58,3 +59,19 @@ def test_dcgan_layer_shapes_float32(impl, layer):
         w = random_inputs((cin, cout, k, k), dtype=np.float32, seed=1)[0] * 0.05
         check(lambda x, w: F.conv_transpose2d(x, w, None, s, p),
               lambda x, w: torch.nn.functional.conv_transpose2d(x, w, None, s, p), [x, w], dtype=np.float32)
+
+
+def test_backward_asks_only_for_needed_gradients(monkeypatch):
+    """A frozen weight, an input image and a missing bias cost no GEMM: the kernel's output_mask leaves them out."""
+    from fastgan.kernels import reference
+    seen = []
+    for op in ("conv2d_backward", "conv_transpose2d_backward"):
+        kernel = getattr(reference, op)
+        monkeypatch.setattr(reference, op, lambda *a, _k=kernel: seen.append(a[-1]) or _k(*a))
+    image = fastgan.tensor(np.ones((1, 2, 5, 5), np.float32))
+    frozen = fastgan.tensor(np.ones((3, 2, 3, 3), np.float32))
+    trained = fastgan.tensor(np.ones((3, 2, 3, 3), np.float32), requires_grad=True)
+    F.conv2d(image, trained, impl="reference").sum().backward()
+    F.conv2d(image.requires_grad_(), frozen, impl="reference").sum().backward()
+    F.conv_transpose2d(image, frozen.transpose(0, 1), impl="reference").sum().backward()
+    assert seen == [(False, True, False), (True, False, False), (True, False, False)]
