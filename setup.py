@@ -38,8 +38,9 @@ def native_extensions():
     except ImportError:
         return []
     # -fno-math-errno, -fno-trapping-math: no errno from sqrt, no FP exception flags to preserve, so loops with sqrt
-    # and selects vectorise; unlike -ffast-math they change no value (NaN and inf still propagate as IEEE says)
-    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
+    # and selects vectorise; unlike -ffast-math they change no value (NaN and inf still propagate as IEEE says).
+    # -ffp-contract=off: no fused multiply-adds behind our back (csrc/cpu/fastgan.h, "vector width")
+    flags = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
     return [Pybind11Extension("fastgan._C", sources, cxx_std=17,
                               extra_compile_args=flags, extra_link_args=["-fopenmp"])]
 
