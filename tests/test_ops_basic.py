@@ -65,6 +65,13 @@ def test_activations(dtype):
     check(F.sigmoid, torch.sigmoid, [a * 30], dtype=dtype)  # saturated tails too
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3, 5, 7, 7), (2, 64, 14, 14)])
+def test_leaky_relu_kernels(impl, dtype, shape):
+    (a,) = random_inputs(shape, dtype=dtype)
+    check(lambda x: F.leaky_relu(x, 0.2), lambda x: torch.nn.functional.leaky_relu(x, 0.2), [a], dtype=dtype)
+
+
 def test_maxout():
     (a,) = random_inputs((6, 12))
     check(lambda x: F.maxout(x, 3), lambda x: x.view(6, 4, 3).max(dim=2).values, [a])
