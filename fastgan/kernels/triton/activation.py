@@ -11,16 +11,16 @@ from . import _carrier as carrier
 
 __all__ = ["leaky_relu_forward", "leaky_relu_backward"]
 
-RELU, LEAKY_RELU = 1, 2      # ACTIVATION codes (0: none)
+RELU, LEAKY_RELU = tl.constexpr(1), tl.constexpr(2)   # ACTIVATION codes (0: none); constexpr, as jit code reads them
 _BLOCK = 1024
 
 
 @triton.jit
 def times_slope(v, z, ACTIVATION: tl.constexpr, slope):
     """v·slope(z): the activation itself for v = z, its backward for v = the upstream gradient."""
-    if ACTIVATION == 1:
+    if ACTIVATION == RELU:
         v = tl.where(z > 0, v, 0.0)
-    elif ACTIVATION == 2:
+    elif ACTIVATION == LEAKY_RELU:
         v = tl.where(z > 0, v, v * slope)
     return v
 
