@@ -2,8 +2,8 @@
 // sigmoid_bce_forward). For a logit s and target y (soft targets allowed):
 //     ℓ(s) = −y·log σ(s) − (1−y)·log(1−σ(s)) = max(s, 0) − s·y + log(1 + e^{−|s|})   (e^{−|s|} ≤ 1: never overflows)
 //     dℓ/ds = σ(s) − y,   σ(s) = 1/(1 + e^{−|s|}) for s ≥ 0, e^{−|s|}/(1 + e^{−|s|}) for s < 0   (both stable)
-// "mean" divides the gradient by the number of elements; the summed loss is accumulated in double, in fixed
-// chunks combined in order (reproducible for any thread count).
+// "mean" divides the gradient by the number of elements; the summed loss is accumulated in fixed lanes and fixed
+// chunks combined in order (fastgan.h: accumulate, chunked_sum), so it is reproducible for any thread count.
 #include "fastgan.h"
 
 #include <cmath>
@@ -60,15 +60,18 @@ inline T log1p_unit(T e) {
     }
 }
 
-// While alive, the calling thread flushes subnormal float results to zero and reads subnormal inputs as zero (the
-// FTZ and DAZ bits of x86's MXCSR). The compiler evaluates both sides of every select, and t² above underflows for
-// e < 1e-19 (logits below −43): without the flush, each such operation costs a ~100-cycle microcode assist, which
-// made the loss 10x slower on confident logits. Values that are not subnormal are unchanged.
+// While alive (and `on`), the calling thread flushes subnormal results to zero and reads subnormal inputs as zero
+// (the FTZ and DAZ bits of x86's MXCSR). The compiler evaluates both sides of every select, and t² above underflows
+// for e < 1e-19 (logits below −43): without the flush, each such operation costs a ~100-cycle microcode assist,
+// which made the float loss 10x slower on confident logits. Values that are not subnormal are unchanged. Only the
+// float kernel turns it on: the double one keeps the C library's exact results.
 struct FlushSubnormals {
 #if defined(__SSE__)
     unsigned saved = _mm_getcsr();
-    FlushSubnormals() { _mm_setcsr(saved | 0x8040); }     // FTZ (bit 15) | DAZ (bit 6)
+    explicit FlushSubnormals(bool on) { if (on) _mm_setcsr(saved | 0x8040); }   // FTZ (bit 15) | DAZ (bit 6)
     ~FlushSubnormals() { _mm_setcsr(saved); }
+#else
+    explicit FlushSubnormals(bool) {}
 #endif
 };
 
@@ -80,7 +83,7 @@ template <typename T>
 FASTGAN_MULTIVERSION double sigmoid_bce_chunk(const T* __restrict logits, const T* __restrict target,
                                               T* __restrict loss, T* __restrict dlogits, index_t begin, index_t end,
                                               T divisor) {
-    FlushSubnormals flush;
+    FlushSubnormals flush(std::is_same_v<T, float>);
     LaneSums<1> total;
     T block[kBlock];
     for (index_t b = begin; b < end; b += kBlock) {
