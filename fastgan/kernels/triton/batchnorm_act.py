@@ -10,12 +10,12 @@ import triton
 import triton.language as tl
 
 from . import _carrier as carrier
-from .activation import times_slope
+from .activation import LEAKY_RELU, RELU, times_slope
 from .reduce import channel_moment, channel_offsets
 
 __all__ = ["batch_norm_act_forward", "batch_norm_act_backward"]
 
-_ACTIVATIONS = {None: 0, "relu": 1, "leaky_relu": 2}
+_ACTIVATIONS = {None: 0, "relu": RELU.value, "leaky_relu": LEAKY_RELU.value}
 
 
 @triton.jit
