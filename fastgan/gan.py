@@ -1,10 +1,17 @@
 """One step of the GAN game (Goodfellow et al., 2014, Algorithm 1 with k = 1), losses on D's logits.
 
-D minimises  J_D = BCE(D(x), real_label) + BCE(D(G(z)), 0)      (real and fake batches normalised separately)
+D minimises  J_D = c·[BCE(D(x), real_label) + BCE(D(G(z)), 0)]  (real and fake batches normalised separately;
+                                                                c = d_loss_scale: 1 in the DCGAN examples, ½ in
+                                                                the 2014 paper's code — with SGD it scales D's lr)
 G minimises  non-saturating: BCE(D(G(z)), 1) = −E log σ(s)      (the practical default)
              minimax:        −BCE(D(G(z)), 0) = E log(1 − σ(s))   (the zero-sum game; saturates early)
              ml:             −E exp(s)                           (the maximum-likelihood game; high variance)
 The sigmoid and the cross-entropy are one fused, stable op on the logits s.
+
+Two ways to play one round:
+  train_step         alternating: D steps first, then G steps against the updated D (the DCGAN examples).
+  simultaneous_step  both players' gradients from one forward pass (same samples, same dropout masks in D),
+                     then both step at once (the 2014 paper's public code: one SGD update of all parameters).
 """
 import contextlib
 
@@ -43,7 +50,7 @@ def _mean_sigmoid(logits):
     return float(np.mean(0.5 * (1 + np.tanh(0.5 * s))))  # σ(s), written so it cannot overflow
 
 
-def train_step(G, D, opt_g, opt_d, real, z, g_loss="non-saturating", real_label=1.0):
+def train_step(G, D, opt_g, opt_d, real, z, g_loss="non-saturating", real_label=1.0, d_loss_scale=1.0):
     """One D update then one G update on the same noise. Returns the losses and D's mean outputs as floats.
 
     real_label < 1 is one-sided label smoothing (never smooth the fakes: it would reward G's mistakes).
@@ -52,11 +59,11 @@ def train_step(G, D, opt_g, opt_d, real, z, g_loss="non-saturating", real_label=
     opt_d.zero_grad()
     real_logits = D(real)
     loss_real = F.binary_cross_entropy_with_logits(real_logits, real_label)
-    loss_real.backward()
+    (loss_real * d_loss_scale).backward()
     fake = G(z)
     fake_logits = D(fake.detach())
     loss_fake = F.binary_cross_entropy_with_logits(fake_logits, 0.0)
-    loss_fake.backward()
+    (loss_fake * d_loss_scale).backward()
     opt_d.step()
 
     # G: push the updated D's verdict on the same fakes towards "real". D's weights are frozen meanwhile, so the
@@ -68,6 +75,39 @@ def train_step(G, D, opt_g, opt_d, real, z, g_loss="non-saturating", real_label=
         loss_g.backward()
     opt_g.step()
 
-    return {"loss_d": loss_real.item() + loss_fake.item(), "loss_g": loss_g.item(),
+    return {"loss_d": d_loss_scale * (loss_real.item() + loss_fake.item()), "loss_g": loss_g.item(),
             "d_x": _mean_sigmoid(real_logits), "d_g_z1": _mean_sigmoid(fake_logits),
             "d_g_z2": _mean_sigmoid(fake_logits_after)}
+
+
+def simultaneous_step(G, D, opt_g, opt_d, real, z, g_loss="non-saturating", real_label=1.0, d_loss_scale=1.0):
+    """Both players' gradients from one forward pass, then one update of both (same returns as train_step;
+    D(G(z)) is seen once, so d_g_z2 = d_g_z1).
+
+    The fakes enter D as a leaf, which splits the backward in two:
+        ∂J_G/∂θ_G = ∂J_G/∂fake · ∂fake/∂θ_G     (J_G through D's current weights: D is frozen for this pass)
+        ∂J_D/∂θ_D                               (backward stops at the leaf: G's graph is not walked again)
+    """
+    opt_d.zero_grad()
+    opt_g.zero_grad()
+    fake = G(z)
+    fake_in = fake.detach().requires_grad_()
+    real_logits, fake_logits = D(real), D(fake_in)  # one forward each; the dropout masks serve both players
+    loss_real = F.binary_cross_entropy_with_logits(real_logits, real_label)
+    loss_fake = F.binary_cross_entropy_with_logits(fake_logits, 0.0)
+    loss_g = generator_loss(fake_logits, g_loss)
+
+    with frozen(D):  # G's objective: only the gradient at D's input is wanted, then on through G
+        loss_g.backward(retain_graph=True)
+    fake.backward(fake_in.grad)
+    fake_in.requires_grad_(False)  # D's objective: its parameters only
+    ((loss_real + loss_fake) * d_loss_scale).backward()
+
+    opt_d.step()
+    opt_g.step()
+    d_g_z = _mean_sigmoid(fake_logits)
+    return {"loss_d": d_loss_scale * (loss_real.item() + loss_fake.item()), "loss_g": loss_g.item(),
+            "d_x": _mean_sigmoid(real_logits), "d_g_z1": d_g_z, "d_g_z2": d_g_z}
+
+
+STEPS = {"alternating": train_step, "simultaneous": simultaneous_step}

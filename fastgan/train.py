@@ -29,7 +29,7 @@ import fastgan
 from fastgan import backend, dispatch
 from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
-from fastgan.gan import G_LOSSES, train_step
+from fastgan.gan import G_LOSSES, STEPS
 from fastgan.eval.quality import TrainingQuality
 from fastgan.models import MODELS, RECIPES
 from fastgan.utils.atomic import atomic_write
@@ -159,6 +159,7 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
     """Train according to `config` in `run_dir`; returns the final (G, D)."""
     fastgan.manual_seed(config["seed"])
     recipe = RECIPES[config["model"]]
+    play = STEPS[recipe.update]  # one round of the game: alternating or simultaneous updates
     mnist = load_mnist(config["data_dir"], progress=progress)
     images = mnist_to_float(mnist.x_train[:recipe.train_images][:config["limit"]], value_range=recipe.value_range)
     xp = backend.array_module(device)
@@ -199,7 +200,7 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
             lr, momentum = recipe.apply_schedule((opt_g, opt_d), step, iters, config["schedule_epochs"], config["lr"])
             real = fastgan.Tensor(xp.asarray(images[order[i * batch:(i + 1) * batch]]))
             z = recipe.sample_noise(batch, config["nz"], device=device)
-            stats = train_step(G, D, opt_g, opt_d, real, z, config["g_loss"], config["real_label"])
+            stats = play(G, D, opt_g, opt_d, real, z, config["g_loss"], config["real_label"], recipe.d_loss_scale)
             if not (math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])):
                 last = f"the checkpoint of epoch {epoch} in {run_dir} is kept" if epoch else "no checkpoint was written yet"
                 raise TrainingError(f"training diverged at epoch {epoch} step {i}: Loss_D = {stats['loss_d']}, "

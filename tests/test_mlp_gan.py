@@ -10,6 +10,7 @@ import pytest
 import fastgan
 from conftest import load_checkpoint
 from fastgan import optim, train
+from fastgan.gan import simultaneous_step
 from fastgan.models import MODELS, RECIPES
 from fastgan.models.mlp_gan import MLP_RECIPE, mlp_gan_mnist, pixel_logits
 
@@ -65,13 +66,53 @@ def test_schedule_values():
 
 def test_dcgan_recipe_keeps_the_old_choices():
     r = RECIPES["dcgan"]
-    assert (r.optimizer, r.lr, r.beta1, r.batch_size, r.value_range, r.train_images) == \
-        ("adam", 2e-4, 0.5, 128, (-1.0, 1.0), None)
+    assert (r.optimizer, r.lr, r.beta1, r.batch_size, r.value_range, r.train_images, r.update, r.d_loss_scale) == \
+        ("adam", 2e-4, 0.5, 128, (-1.0, 1.0), None, "alternating", 1.0)
+    assert (MLP_RECIPE.update, MLP_RECIPE.d_loss_scale) == ("simultaneous", 0.5)  # the paper's code
     assert r.schedule(10 ** 6, 468, 5) == (2e-4, 0.0)
     fastgan.manual_seed(3)
     z = r.sample_noise(4, 100)
     fastgan.manual_seed(3)
     np.testing.assert_array_equal(z.numpy(), fastgan.randn(4, 100, 1, 1).numpy())  # the same draws as before
+
+
+def test_simultaneous_step_matches_torch():
+    """Two simultaneous rounds (½-scaled D objective, SGD with momentum) in fastgan and in torch, float64: both
+    players' gradients come from one forward pass and G's goes through D before D's update."""
+    torch = pytest.importorskip("torch")
+    T, bce = torch.nn, torch.nn.functional.binary_cross_entropy_with_logits
+    fastgan.manual_seed(0)
+    G = fastgan.nn.Sequential(fastgan.nn.Linear(8, 16), fastgan.nn.ReLU(), fastgan.nn.Linear(16, 12),
+                              fastgan.nn.Sigmoid())
+    D = fastgan.nn.Sequential(fastgan.nn.Linear(12, 10), fastgan.nn.LeakyReLU(0.2), fastgan.nn.Linear(10, 1))
+    tG = T.Sequential(T.Linear(8, 16), T.ReLU(), T.Linear(16, 12), T.Sigmoid()).double()
+    tD = T.Sequential(T.Linear(12, 10), T.LeakyReLU(0.2), T.Linear(10, 1)).double()
+    for ours, theirs in ((G, tG), (D, tD)):
+        ours.astype(np.float64)
+        with torch.no_grad():
+            for a, b in zip(ours.parameters(), theirs.parameters()):
+                b.copy_(torch.tensor(a.numpy()))
+    opts = [optim.SGD(m.parameters(), lr=0.1, momentum=0.5) for m in (G, D)]
+    topts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.5) for m in (tG, tD)]
+
+    rng = np.random.default_rng(1)
+    for _ in range(2):
+        real, z = rng.random((5, 12)), rng.uniform(-1, 1, (5, 8))
+        stats = simultaneous_step(G, D, *opts, fastgan.tensor(real), fastgan.tensor(z), d_loss_scale=0.5)
+        fake_logits = tD(tG(torch.tensor(z)))
+        real_logits = tD(torch.tensor(real))
+        d_obj = 0.5 * (bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits)))
+        g_obj = bce(fake_logits, torch.ones_like(fake_logits))
+        grads = torch.autograd.grad(d_obj, list(tD.parameters()), retain_graph=True) + \
+            torch.autograd.grad(g_obj, list(tG.parameters()))
+        for p, g in zip(list(tD.parameters()) + list(tG.parameters()), grads):
+            p.grad = g
+        for o in topts:
+            o.step()
+        np.testing.assert_allclose([stats["loss_d"], stats["loss_g"]], [d_obj.item(), g_obj.item()], rtol=1e-12)
+    for ours, theirs in ((G, tG), (D, tD)):
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
 # --- the command line ----------------------------------------------------------------------------------------------

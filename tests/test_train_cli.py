@@ -52,8 +52,8 @@ def test_resume_gives_the_uninterrupted_result(tmp_path):
 def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "run")
     assert run("--epochs", "1", "--out", out) == 0
-    real_step = train.train_step
-    monkeypatch.setattr(train, "train_step", lambda *a, **k: {**real_step(*a, **k), "loss_d": float("nan")})
+    real_step = train.STEPS["alternating"]
+    monkeypatch.setitem(train.STEPS, "alternating", lambda *a, **k: {**real_step(*a, **k), "loss_d": float("nan")})
     assert run("--resume", out, "--epochs", "2") == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "Loss_D = nan" in err and "checkpoint of epoch 1" in err

@@ -19,9 +19,12 @@ PIXEL_CLIP = 1e-3  # the marginals are clipped to [1e-3, 1 − 1e-3] before the 
 
 # SGD batch 100, lr 0.1 divided by 1.000004 per update (floor 1e-6), momentum 0.5 → 0.7 between epochs 1 and 250;
 # train[0:50000] (train[50000:60000] is the validation set of the Parzen evaluation), pixels in [0, 1].
+# As in the paper's public code, D minimises ½·(BCE on reals + BCE on fakes), and each update of both players comes
+# from one forward pass (same samples, same dropout masks), G's gradient taken through D before D's update.
 MLP_RECIPE = Recipe(optimizer="sgd", lr=0.1, batch_size=100, value_range=(0.0, 1.0), noise="uniform",
                     noise_shape="vector", train_images=50000, lr_decay=1.000004, lr_min=1e-6, momentum=(0.5, 0.7),
-                    momentum_epochs=(1, 250), reference_epochs=250, pixel_mean_init=True)
+                    momentum_epochs=(1, 250), reference_epochs=250, pixel_mean_init=True,
+                    update="simultaneous", d_loss_scale=0.5)
 
 
 def _init(module, irange):

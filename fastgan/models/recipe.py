@@ -35,6 +35,9 @@ class Recipe:
     momentum_epochs: tuple = (1, 250)       # ... between these epochs
     reference_epochs: int = 250             # the ramp above assumes a run this long; shorter runs compress it
     pixel_mean_init: bool = False           # the builder takes pixel_mean= (initialises G's output bias)
+    update: str = "alternating"             # "alternating": D steps, then G against the new D; "simultaneous":
+                                            # both from one forward pass, stepped together (fastgan/gan.py)
+    d_loss_scale: float = 1.0               # D minimises d_loss_scale · (BCE on reals + BCE on fakes)
 
     def sample_noise(self, n, nz, device="cpu"):
         """n noise vectors from fastgan's global generator (so checkpoints and resume stay exact)."""
