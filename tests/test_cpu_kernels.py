@@ -343,6 +343,20 @@ def test_sgd(dtype, kwargs, size):
         close(ours[1], ref[1], dtype, "momentum_buf")
 
 
+def test_sgd_float32_flushes_a_decayed_momentum_buffer():
+    """A momentum buffer whose gradient is 0 decays into float32 subnormals, which would cost a microcode assist per
+    element: the float kernel reads and writes them as 0 (double keeps them). Normal values are the reference's."""
+    tiny = np.float32(1e-39)                                                     # subnormal in float32
+    buf = np.array([tiny, -tiny, 1e-3, 0.0], np.float32)
+    param, grad = np.ones(4, np.float32), np.array([0, 0, 0, 2e-3], np.float32)
+    C.sgd_step(param, grad, buf, lr=0.1, momentum=0.5, weight_decay=0.0, first_step=False)
+    np.testing.assert_array_equal(buf, np.array([0, 0, 5e-4, 2e-3], np.float32))
+    np.testing.assert_array_equal(param, np.float32(1) - np.float32(0.1) * buf)
+    buf64 = np.array([1e-39, 1e-310], np.float64)
+    C.sgd_step(np.ones(2), np.zeros(2), buf64, lr=0.1, momentum=0.5, weight_decay=0.0, first_step=False)
+    np.testing.assert_array_equal(buf64, [5e-40, 5e-311])
+
+
 def test_optimiser_state_is_updated_in_place_even_when_not_native():
     """A non-contiguous parameter (a view) is still updated in place (through the reference)."""
     base = np.ones((4, 6), np.float32)

@@ -1,7 +1,8 @@
 // Optimiser updates, fused into one in-place pass over the parameter and its state (reference.py: adam_step,
 // sgd_step). Each element is independent, so the threads share fixed-size chunks of the arrays. The arithmetic is
 // the reference's, operation for operation in T (scalars are computed in double and rounded to T once, as NumPy
-// does for a Python float), so the results match the reference bit for bit.
+// does for a Python float), so the results match the reference bit for bit, except that float subnormals are read
+// and written as 0 (fastgan.h: FlushSubnormals): a decaying momentum buffer would otherwise make the step crawl.
 #include "fastgan.h"
 
 #include <cmath>
@@ -24,6 +25,7 @@ struct AdamStep {
 //     param ← param − lr/(1−β1^t) · m / (√v / √(1−β2^t) + eps)
 template <typename T>
 FASTGAN_MULTIVERSION void adam_range(const AdamStep<T>& a, index_t begin, index_t end) {
+    FlushSubnormals flush(std::is_same_v<T, float>);
     for (index_t i = begin; i < end; ++i) {
         const T g = a.decay ? a.grad[i] + a.wd * a.param[i] : a.grad[i];
         const T m = a.exp_avg[i] + (g - a.exp_avg[i]) * a.one_minus_b1;
@@ -58,6 +60,7 @@ struct SgdStep {
 //     param ← param − lr·(g + momentum·b if nesterov else b)          (param − lr·g without momentum: buf null)
 template <typename T>
 FASTGAN_MULTIVERSION void sgd_range(const SgdStep<T>& a, index_t begin, index_t end) {
+    FlushSubnormals flush(std::is_same_v<T, float>);
     for (index_t i = begin; i < end; ++i) {
         T g = a.decay ? a.grad[i] + a.wd * a.param[i] : a.grad[i];
         if (a.buf) {

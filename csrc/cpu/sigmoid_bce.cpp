@@ -7,9 +7,6 @@
 #include "fastgan.h"
 
 #include <cmath>
-#if defined(__SSE__)
-#include <xmmintrin.h>
-#endif
 
 namespace fastgan {
 
@@ -60,20 +57,10 @@ inline T log1p_unit(T e) {
     }
 }
 
-// While alive (and `on`), the calling thread flushes subnormal results to zero and reads subnormal inputs as zero
-// (the FTZ and DAZ bits of x86's MXCSR). The compiler evaluates both sides of every select, and t² above underflows
-// for e < 1e-19 (logits below −43): without the flush, each such operation costs a ~100-cycle microcode assist,
-// which made the float loss 10x slower on confident logits. Values that are not subnormal are unchanged. Only the
-// float kernel turns it on: the double one keeps the C library's exact results.
-struct FlushSubnormals {
-#if defined(__SSE__)
-    unsigned saved = _mm_getcsr();
-    explicit FlushSubnormals(bool on) { if (on) _mm_setcsr(saved | 0x8040); }   // FTZ (bit 15) | DAZ (bit 6)
-    ~FlushSubnormals() { _mm_setcsr(saved); }
-#else
-    explicit FlushSubnormals(bool) {}
-#endif
-};
+// The compiler evaluates both sides of every select, and t² above underflows for e < 1e-19 (logits below −43):
+// without the flush of subnormals (fastgan.h: FlushSubnormals), each such operation costs a ~100-cycle microcode
+// assist, which made the float loss 10x slower on confident logits. Only the float kernel turns it on: the double
+// one keeps the C library's exact results.
 
 // Writes dlogits[i] (and loss[i] when loss is not null) for i in [begin, end); returns Σ ℓ over them (in fixed
 // lanes, see accumulate in fastgan.h). divisor is n for the mean (a division in T, as the reference), else 1.
