@@ -284,6 +284,27 @@ def test_sigmoid_bce_nan_propagates():
     assert np.isnan(loss) and np.isnan(dlogits[1]) and np.isfinite(dlogits[[0, 2]]).all()
 
 
+def test_conv_backward_reuses_only_its_own_columns():
+    """dW reuses the forward's im2col while no other conv has run since, and never another input's columns (same
+    shape, other values) or another geometry's."""
+    rng = np.random.default_rng(5)
+    x1, x2 = rand(rng, (3, 4, 9, 9), np.float64), rand(rng, (3, 4, 9, 9), np.float64)
+    weight = rand(rng, (5, 4, 3, 3), np.float64)
+    for s, p in [((2, 2), (1, 1)), ((1, 1), (0, 0))]:
+        dy = rand(rng, R.conv2d_forward(x1, weight, None, s, p).shape, np.float64)
+        want = R.conv2d_backward(dy, x1, weight, s, p)
+        C.conv2d_forward(x1, weight, None, s, p)
+        close(C.conv2d_backward(dy, x1, weight, s, p)[1], want[1], np.float64, "dW right after x1's forward")
+        C.conv2d_forward(x1, weight, None, s, p)
+        close(C.conv2d_forward(x2, weight, None, s, p), R.conv2d_forward(x2, weight, None, s, p), np.float64,
+              "x2's forward right after x1's")                       # the buffer now holds x2's columns
+        close(C.conv2d_backward(dy, x1, weight, s, p)[1], want[1], np.float64, "dW after x2's forward")
+    C.conv2d_forward(x1, weight, None, (1, 1), (1, 1))                # same x, other padding
+    dy = rand(rng, R.conv2d_forward(x1, weight, None, (1, 1), (0, 0)).shape, np.float64)
+    close(C.conv2d_backward(dy, x1, weight, (1, 1), (0, 0))[1], R.conv2d_backward(dy, x1, weight, (1, 1), (0, 0))[1],
+          np.float64, "dW after a forward with other padding")
+
+
 # --- stand-alone LeakyReLU ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
