@@ -127,8 +127,12 @@ def linear(x, weight, bias=None):
     out = x.data @ weight.data.T
     if bias is not None:
         out += bias.data
-    # y = x Wᵀ + b: dx = dy W, dW = dyᵀ x, db = Σ_n dy
-    return _result(out, (x, weight, bias), lambda g: (g @ weight.data, g.T @ x.data, g.sum(axis=0)), "linear")
+    # y = x Wᵀ + b: dx = dy W, dW = dyᵀ x, db = Σ_n dy   (each only if wanted: see _wanted)
+    def backward(g):
+        want_x, want_w, want_b = _wanted(x, weight, bias)
+        return (g @ weight.data if want_x else None, g.T @ x.data if want_w else None,
+                g.sum(axis=0) if want_b else None)
+    return _result(out, (x, weight, bias), backward, "linear")
 
 
 # --- shapes ----------------------------------------------------------------------------------------------------
@@ -287,8 +291,9 @@ def _check_conv(op, x, weight, bias, in_channels_axis):
 
 
 def _wanted(*inputs):
-    """The backward kernels' output_mask: which inputs need a gradient. An image, a frozen weight or a missing bias
-    does not, and its gradient (a GEMM for a weight or an image) is never computed."""
+    """The backward kernels' output_mask: which inputs need a gradient when the backward runs. An image, a frozen
+    weight or a missing bias does not, and its gradient (a GEMM for a weight or an image) is never computed. (Asked
+    at backward time, as the autograd core routes gradients: a module frozen only for one backward pass is skipped.)"""
     return tuple(t is not None and t.requires_grad for t in inputs)
 
 
@@ -304,9 +309,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, impl=None):
     backward_kernel = dispatch.kernel("conv2d_backward", x.device, impl)
     out = forward(x.data, weight.data, None if bias is None else bias.data, stride, padding)
     # derivation in kernels/reference.py: dx = col2im(Wᵀ dy), dW = dy · im2col(x)ᵀ, db = Σ dy
-    wanted = _wanted(x, weight, bias)
     return _result(out, (x, weight, bias),
-                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, wanted), "conv2d")
+                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, _wanted(x, weight, bias)),
+                   "conv2d")
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, impl=None):
@@ -325,10 +330,9 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     backward_kernel = dispatch.kernel("conv_transpose2d_backward", x.device, impl)
     out = forward(x.data, weight.data, None if bias is None else bias.data, stride, padding, output_padding)
     # derivation in kernels/reference.py: dx = conv2d(dy, W), dW = x · im2col(dy)ᵀ, db = Σ dy
-    wanted = _wanted(x, weight, bias)
     return _result(out, (x, weight, bias),
-                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, output_padding, wanted),
-                   "conv_transpose2d")
+                   lambda g: backward_kernel(g, x.data, weight.data, stride, padding, output_padding,
+                                             _wanted(x, weight, bias)), "conv_transpose2d")
 
 
 # --- batch norm + activation (kernels: batch_norm_act_*) --------------------------------------------------------

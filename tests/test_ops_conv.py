@@ -74,4 +74,7 @@ def test_backward_asks_only_for_needed_gradients(monkeypatch):
     F.conv2d(image, trained, impl="reference").sum().backward()
     F.conv2d(image.requires_grad_(), frozen, impl="reference").sum().backward()
     F.conv_transpose2d(image, frozen.transpose(0, 1), impl="reference").sum().backward()
-    assert seen == [(False, True, False), (True, False, False), (True, False, False)]
+    out = F.conv2d(image, trained, impl="reference")
+    trained.requires_grad_(False)  # frozen after the forward pass, for this backward only: asked when it runs
+    out.sum().backward()
+    assert seen == [(False, True, False), (True, False, False), (True, False, False), (True, False, False)]
