@@ -67,6 +67,12 @@ def test_im2col_col2im(dtype, n, c, h, w, k, s, p):
     # adjointness <im2col(x), cols> = <x, col2im(cols)>, in float64
     if dtype == np.float64:
         assert np.isclose(np.vdot(cols, back), np.vdot(x, C.col2im(back, x.shape, k, s, p)), rtol=1e-12)
+    # the per-image layout (N, C*kh*kw, Ho*Wo) holds the same matrix, image by image
+    per_image = C._C.im2col(x, k, s, p, per_image=True)
+    np.testing.assert_array_equal(per_image, cols.reshape(cols.shape[0], n, -1).transpose(1, 0, 2))
+    back_per_image = np.ascontiguousarray(back.reshape(back.shape[0], n, -1).transpose(1, 0, 2))
+    np.testing.assert_array_equal(C._C.col2im(back_per_image, x.shape, k, s, p, per_image=True),
+                                  C.col2im(back, x.shape, k, s, p))
 
 
 # --- convolutions ---------------------------------------------------------------------------------------------------
@@ -84,6 +90,14 @@ CONV_CASES = [
 ]
 
 
+@pytest.fixture(params=["channel_rows", "per_image"])
+def layout(request, monkeypatch):
+    """Both ways of laying out the columns (one GEMM over the batch, or per-image GEMMs) on every case."""
+    monkeypatch.setattr(C, "_per_image", lambda rows: request.param == "per_image")
+    C.release_workspace()
+    return request.param
+
+
 def conv_inputs(rng, dtype, n, cin, h, w, cout, k, transposed, with_bias):
     x = rand(rng, (n, cin, h, w), dtype)
     weight = rand(rng, (cin, cout) + k if transposed else (cout, cin) + k, dtype, 0.3)
@@ -94,7 +108,7 @@ def conv_inputs(rng, dtype, n, cin, h, w, cout, k, transposed, with_bias):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("n, cin, h, w, cout, k, s, p, op", CONV_CASES)
-def test_conv2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op):
+def test_conv2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op, layout):
     if h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]:
         pytest.skip("the kernel does not fit the image")
     rng = np.random.default_rng(1)
@@ -110,7 +124,7 @@ def test_conv2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_bias", [True, False])
 @pytest.mark.parametrize("n, cin, h, w, cout, k, s, p, op", CONV_CASES)
-def test_conv_transpose2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op):
+def test_conv_transpose2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op, layout):
     rng = np.random.default_rng(2)
     x, weight, bias = conv_inputs(rng, dtype, n, cin, h, w, cout, k, True, with_bias)
     y = C.conv_transpose2d_forward(x, weight, bias, s, p, op)
@@ -124,7 +138,7 @@ def test_conv_transpose2d(dtype, with_bias, n, cin, h, w, cout, k, s, p, op):
 @pytest.mark.parametrize("impl", [R, C], ids=["reference", "cpu"])
 @pytest.mark.parametrize("transposed", [False, True])
 @pytest.mark.parametrize("case", [CONV_CASES[0], CONV_CASES[8], CONV_CASES[9]])
-def test_conv_backward_output_mask(impl, transposed, case):
+def test_conv_backward_output_mask(impl, transposed, case, layout):
     """output_mask skips gradients (None) and leaves the others unchanged."""
     n, cin, h, w, cout, k, s, p, op = case
     if not transposed and (h + 2 * p[0] < k[0] or w + 2 * p[1] < k[1]):
@@ -284,7 +298,7 @@ def test_sigmoid_bce_nan_propagates():
     assert np.isnan(loss) and np.isnan(dlogits[1]) and np.isfinite(dlogits[[0, 2]]).all()
 
 
-def test_conv_backward_reuses_only_its_own_columns():
+def test_conv_backward_reuses_only_its_own_columns(layout):
     """dW reuses the forward's im2col while no other conv has run since, and never another input's columns (same
     shape, other values) or another geometry's."""
     rng = np.random.default_rng(5)

@@ -5,6 +5,8 @@
 //         row    r = (c*kh + i)*kw + j            -- the order of weight.reshape(O, C*kh*kw)
 //         column k = (n*Ho + p)*Wo + q            -- one output pixel
 //         cols[r, k] = x[n, c, p*sh + i - ph, q*sw + j - pw]     (0 where that reads the zero padding)
+// or, with per_image, shape (N, C*kh*kw, Ho*Wo): the same matrix for each image on its own, cols[n, r, p*Wo + q].
+// One GEMM then serves the whole batch, the other a stack of per-image GEMMs whose results are already NCHW.
 // Unlike the reference, neither kernel makes a padded copy of the whole of x: each pads one small image plane at a
 // time, in cache.
 #include "fastgan.h"
@@ -17,7 +19,14 @@ struct ConvGeometry {
     index_t kh, kw, sh, sw, ph, pw;
     index_t Ho, Wo;       // the grid of patches: Ho = (H + 2*ph - kh) / sh + 1
 
+    index_t rows_stride = 0, image_stride = 0;  // cols[r, n, pixel] is at r*rows_stride + n*image_stride + pixel
+
     index_t patches() const { return Ho * Wo; }
+    index_t rows() const { return C * kh * kw; }
+    void set_layout(bool per_image) {
+        rows_stride = per_image ? patches() : N * patches();
+        image_stride = per_image ? rows() * patches() : patches();
+    }
 };
 
 // Both kernels work on one image plane (n, c) at a time, through a small per-thread buffer (in L1 for the DCGAN)
@@ -74,10 +83,9 @@ FASTGAN_MULTIVERSION void im2col_plane(const T* __restrict plane, T* __restrict 
     for_each_image_run(g, b, [&](index_t slot, index_t pixel, index_t count) {
         for (index_t k = 0; k < count; ++k) buf[slot + k] = plane[pixel + k * g.sw];
     });
-    const index_t P = g.patches(), NP = g.N * P;
     for (index_t i = 0; i < g.kh; ++i)
         for (index_t j = 0; j < g.kw; ++j) {
-            T* out = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
+            T* out = cols + ((c * g.kh + i) * g.kw + j) * g.rows_stride + n * g.image_stride;
             const T* in = buf + b.run(g, i, j, 0);
             for (index_t p = 0; p < g.Ho; ++p, in += g.sh * b.Wq, out += g.Wo)
                 for (index_t q = 0; q < g.Wo; ++q) out[q] = in[q];  // (a loop, not std::copy: runs are short)
@@ -91,10 +99,9 @@ FASTGAN_MULTIVERSION void col2im_plane(const T* __restrict cols, T* __restrict b
                                        const ConvGeometry& g, const PlaneBuffer& b, index_t n, index_t c,
                                        const T* bias) {
     std::fill(buf, buf + b.size(), T(0));
-    const index_t P = g.patches(), NP = g.N * P;
     for (index_t i = 0; i < g.kh; ++i)
         for (index_t j = 0; j < g.kw; ++j) {
-            const T* in = cols + ((c * g.kh + i) * g.kw + j) * NP + n * P;
+            const T* in = cols + ((c * g.kh + i) * g.kw + j) * g.rows_stride + n * g.image_stride;
             T* acc = buf + b.run(g, i, j, 0);
             for (index_t p = 0; p < g.Ho; ++p, acc += g.sh * b.Wq, in += g.Wo)
                 for (index_t q = 0; q < g.Wo; ++q) acc[q] += in[q];
@@ -135,7 +142,8 @@ void col2im(const T* cols, T* x, const ConvGeometry& g, const T* bias) {
 
 using Pair = std::pair<index_t, index_t>;
 
-static ConvGeometry geometry(const std::vector<index_t>& x_shape, Pair k, Pair s, Pair p, const char* op) {
+static ConvGeometry geometry(const std::vector<index_t>& x_shape, Pair k, Pair s, Pair p, bool per_image,
+                             const char* op) {
     if (x_shape.size() != 4) throw py::value_error(std::string(op) + ": expected an (N, C, H, W) image shape");
     ConvGeometry g{x_shape[0], x_shape[1], x_shape[2], x_shape[3], k.first, k.second, s.first, s.second,
                    p.first, p.second, 0, 0};
@@ -144,30 +152,38 @@ static ConvGeometry geometry(const std::vector<index_t>& x_shape, Pair k, Pair s
         throw py::value_error(std::string(op) + ": kernel, stride and padding do not fit the image");
     g.Ho = (g.H + 2 * g.ph - g.kh) / g.sh + 1;
     g.Wo = (g.W + 2 * g.pw - g.kw) / g.sw + 1;
+    g.set_layout(per_image);
     return g;
 }
 
+static std::vector<index_t> cols_shape(const ConvGeometry& g, bool per_image) {
+    if (per_image) return {g.N, g.rows(), g.patches()};
+    return {g.rows(), g.N * g.patches()};
+}
+
 void register_im2col(py::module_& m) {
-    m.def("im2col", [](const py::array& x, Pair k, Pair s, Pair p, const std::optional<py::array>& out) {
+    m.def("im2col", [](const py::array& x, Pair k, Pair s, Pair p, const std::optional<py::array>& out,
+                       bool per_image) {
         return dispatch_float(x, "im2col", [&](auto tag) -> py::array {
             using T = decltype(tag);
-            const ConvGeometry g = geometry(shape_of(x), k, s, p, "im2col");
+            const ConvGeometry g = geometry(shape_of(x), k, s, p, per_image, "im2col");
             const T* src = data_of<T>(x, "im2col", "x");
-            py::array cols = output_or_new<T>(out, {g.C * g.kh * g.kw, g.N * g.patches()}, "im2col");
+            py::array cols = output_or_new<T>(out, cols_shape(g, per_image), "im2col");
             T* dst = static_cast<T*>(cols.mutable_data());
             py::gil_scoped_release nogil;
             im2col<T>(src, dst, g);
             return cols;
         });
     }, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
-       "x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo), the layout of reference.im2col.");
+       py::arg("per_image") = false,
+       "x (N, C, H, W) -> cols (C*kh*kw, N*Ho*Wo), the layout of reference.im2col; per_image: (N, C*kh*kw, Ho*Wo).");
 
     m.def("col2im", [](const py::array& cols, const std::vector<index_t>& x_shape, Pair k, Pair s, Pair p,
-                       const std::optional<py::array>& bias) {
+                       const std::optional<py::array>& bias, bool per_image) {
         return dispatch_float(cols, "col2im", [&](auto tag) -> py::array {
             using T = decltype(tag);
-            const ConvGeometry g = geometry(x_shape, k, s, p, "col2im");
-            if (cols.ndim() != 2 || cols.shape(0) != g.C * g.kh * g.kw || cols.shape(1) != g.N * g.patches())
+            const ConvGeometry g = geometry(x_shape, k, s, p, per_image, "col2im");
+            if (shape_of(cols) != cols_shape(g, per_image))
                 throw py::value_error("col2im: cols does not match the image shape and kernel");
             const T* src = data_of<T>(cols, "col2im", "cols");
             const T* b = optional_data<T>(bias, g.C, "col2im", "bias");
@@ -178,7 +194,7 @@ void register_im2col(py::module_& m) {
             return x;
         });
     }, py::arg("cols"), py::arg("x_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
-       py::arg("bias") = py::none(),
+       py::arg("bias") = py::none(), py::arg("per_image") = false,
        "The adjoint of im2col: cols -> x (N, C, H, W), summing overlapping entries; adds bias per channel if given.");
 }
 

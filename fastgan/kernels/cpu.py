@@ -97,7 +97,15 @@ def _scratch(name, shape, dtype):
     return buf[:size].reshape(shape)
 
 
-def _columns(x, kernel, stride, padding, patches):
+def _per_image(rows):
+    """Lay the columns out image by image, (N, rows, Ho*Wo), and multiply them by a stack of per-image GEMMs, when
+    the column matrix is thin: at most 32 rows, one channel's window (D's first conv, G's last). Such a product is
+    memory-bound, and per image it reads and writes NCHW directly, where one big GEMM needs the image transposed to
+    channel rows and back (two more passes over the largest activations of the model)."""
+    return rows <= 32
+
+
+def _columns(x, kernel, stride, padding, per_image):
     """im2col(x) in the "cols" scratch buffer, computed only if the buffer does not hold it already.
 
     A discriminator's training step runs each conv's forward and then, before any other conv runs, its backward,
@@ -105,12 +113,14 @@ def _columns(x, kernel, stride, padding, patches):
     remembers the array it was made from (and keeps it alive, so its id cannot be reused); the autograd graph
     never changes an array between an op's forward and its backward.
     """
-    key = (kernel, stride, padding)
+    key = (kernel, stride, padding, per_image)
     held = _local.__dict__.get("holds", {}).get("cols")
     if held is not None and held[0] is x and held[1] == key:
         return held[2]
-    cols = _C.im2col(x, kernel, stride, padding, _scratch("cols", (x.shape[1] * kernel[0] * kernel[1], patches),
-                                                          x.dtype))
+    n, rows = x.shape[0], x.shape[1] * kernel[0] * kernel[1]
+    patches = int(np.prod(reference._conv_out_hw(x.shape, kernel, stride, padding)))
+    shape = (n, rows, patches) if per_image else (rows, n * patches)
+    cols = _C.im2col(x, kernel, stride, padding, _scratch("cols", shape, x.dtype), per_image=per_image)
     _local.holds["cols"] = (x, key, cols)
     return cols
 
@@ -119,6 +129,11 @@ def _times_transposed(a, b):
     """a·bᵀ for C-contiguous a (m, k) and b (n, k), a weight gradient. OpenBLAS is faster on these shapes (by up to
     25 % for D's middle conv) when the larger of m and n is the GEMM's row count: then it computes (b·aᵀ)ᵀ."""
     return a @ b.T if a.shape[0] >= b.shape[0] else np.ascontiguousarray((b @ a.T).T)
+
+
+def _sum_over_images(a, b):
+    """Σ_n a[n]·b[n]ᵀ for stacks a (N, m, P) and b (N, k, P): a weight gradient from per-image matrices."""
+    return np.matmul(a, b.transpose(0, 2, 1)).sum(axis=0)
 
 
 def release_workspace():
@@ -164,7 +179,13 @@ def conv2d_forward(x, weight, bias, stride, padding):
             y += bias
         return y.reshape(n, o, 1, 1)
     ho, wo = reference._conv_out_hw(x.shape, kernel, stride, padding)
-    cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), n * ho * wo)
+    per_image = _per_image(w2.shape[1])
+    cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), per_image)
+    if per_image:
+        y = np.matmul(w2, cols).reshape(n, o, ho, wo)                   # (O, C*kh*kw) @ (N, C*kh*kw, Ho*Wo)
+        if bias is not None:
+            y += bias.reshape(1, o, 1, 1)
+        return y
     rows = np.matmul(w2, cols, out=_scratch("rows", (o, n * ho * wo), x.dtype))
     return _C.from_channel_rows(rows, n, ho, wo, bias)
 
@@ -188,13 +209,18 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
         if want_dw:
             dweight = (dy2.T @ x.reshape(n, -1)).reshape(weight.shape)
     elif want_dx or want_dw:
-        dy_rows = _C.to_channel_rows(dy, _scratch("rows", (o, dy.size // o), dy.dtype))
+        per_image = _per_image(w2.shape[1])
+        # dY as a matrix per image (N, O, Ho*Wo), or as channel rows (O, N*Ho*Wo)
+        dy_mat = dy.reshape(n, o, -1) if per_image else _C.to_channel_rows(dy, _scratch("rows", (o, dy.size // o),
+                                                                                           dy.dtype))
         if want_dw:  # first: the columns may still be there from the forward pass
-            cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), dy_rows.shape[1])
-            dweight = _times_transposed(dy_rows, cols).reshape(weight.shape)
+            cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), per_image)
+            dweight = (_sum_over_images(dy_mat, cols) if per_image else
+                       _times_transposed(dy_mat, cols)).reshape(weight.shape)
         if want_dx:
-            dcols = np.matmul(w2.T, dy_rows, out=_scratch("cols", (w2.shape[1], dy_rows.shape[1]), dy.dtype))
-            dx = _C.col2im(dcols, x.shape, kernel, tuple(stride), tuple(padding))
+            dcols = np.matmul(w2.T, dy_mat, out=_scratch("cols", dy_mat.shape[:-2] + (w2.shape[1], dy_mat.shape[-1]),
+                                                         dy.dtype))
+            dx = _C.col2im(dcols, x.shape, kernel, tuple(stride), tuple(padding), per_image=per_image)
     if want_db:
         dbias = _C.channel_sums(dy)
     return dx, dweight, dbias
@@ -221,9 +247,12 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
             y += bias.reshape(1, cout, 1, 1)
         return y
     y_shape = reference._conv_transpose_out_shape(x, weight, stride, padding, output_padding)
-    x_rows = _C.to_channel_rows(x, _scratch("rows", (cin, x.size // cin), x.dtype))
-    cols = np.matmul(w2.T, x_rows, out=_scratch("cols", (w2.shape[1], x_rows.shape[1]), x.dtype))
-    return _C.col2im(cols, y_shape, kernel, tuple(stride), tuple(padding), bias)
+    per_image = _per_image(w2.shape[1])
+    # X as a matrix per image (N, Cin, H*W), or as channel rows (Cin, N*H*W)
+    x_mat = x.reshape(n, cin, -1) if per_image else _C.to_channel_rows(x, _scratch("rows", (cin, x.size // cin),
+                                                                                    x.dtype))
+    cols = np.matmul(w2.T, x_mat, out=_scratch("cols", x_mat.shape[:-2] + (w2.shape[1], x_mat.shape[-1]), x.dtype))
+    return _C.col2im(cols, y_shape, kernel, tuple(stride), tuple(padding), bias, per_image=per_image)
 
 
 def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, output_mask=(True, True, True)):
@@ -245,14 +274,20 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
         if want_dw:
             dweight = (x.reshape(n, cin).T @ dy2).reshape(weight.shape)
     elif want_dx or want_dw:
-        cols = _C.im2col(dy, kernel, tuple(stride), tuple(padding),
-                         _scratch("cols", (w2.shape[1], x.size // cin), dy.dtype))
-        if want_dx:
-            rows = np.matmul(w2, cols, out=_scratch("rows", (cin, cols.shape[1]), x.dtype))
-            dx = _C.from_channel_rows(rows, n, *x.shape[2:])
-        if want_dw:
-            x_rows = _C.to_channel_rows(x, _scratch("rows", (cin, cols.shape[1]), x.dtype))
-            dweight = _times_transposed(x_rows, cols).reshape(weight.shape)
+        per_image = _per_image(w2.shape[1])
+        cols = _columns(dy, tuple(kernel), tuple(stride), tuple(padding), per_image)
+        if per_image:
+            if want_dx:
+                dx = np.matmul(w2, cols).reshape(x.shape)                 # (Cin, rows) @ (N, rows, H*W)
+            if want_dw:
+                dweight = _sum_over_images(x.reshape(n, cin, -1), cols).reshape(weight.shape)
+        else:
+            if want_dx:
+                rows = np.matmul(w2, cols, out=_scratch("rows", (cin, cols.shape[1]), x.dtype))
+                dx = _C.from_channel_rows(rows, n, *x.shape[2:])
+            if want_dw:
+                x_rows = _C.to_channel_rows(x, _scratch("rows", (cin, cols.shape[1]), x.dtype))
+                dweight = _times_transposed(x_rows, cols).reshape(weight.shape)
     if want_db:
         dbias = _C.channel_sums(dy)
     return dx, dweight, dbias
