@@ -53,7 +53,7 @@ def _load_extension():
 
 _C = _load_extension()
 
-__all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace"]
+__all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -129,6 +129,12 @@ def _times_transposed(a, b):
     """a·bᵀ for C-contiguous a (m, k) and b (n, k), a weight gradient. OpenBLAS is faster on these shapes (by up to
     25 % for D's middle conv) when the larger of m and n is the GEMM's row count: then it computes (b·aᵀ)ᵀ."""
     return a @ b.T if a.shape[0] >= b.shape[0] else np.ascontiguousarray((b @ a.T).T)
+
+
+def forget_columns():
+    """Drop the im2col columns this thread keeps for a backward pass (the kernel benchmark times every call of a
+    conv as a training step meets it: with nothing left from the call before)."""
+    _local.__dict__.get("holds", {}).pop("cols", None)
 
 
 def _sum_over_images(a, b):
