@@ -11,7 +11,7 @@ import warnings
 # OpenMP kernels that follow; a short timeout lets them sleep at once. Read when OpenBLAS loads, so set it first.
 if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
     warnings.warn("NumPy was imported before fastgan, so its OpenBLAS threads busy-wait after every matrix product "
-                  "and slow down fastgan's CPU kernels (the DCGAN step by ~15 %). Import fastgan first, or set "
+                  "and slow down fastgan's CPU kernels that run between them. Import fastgan first, or set "
                   "OPENBLAS_THREAD_TIMEOUT=4 in the environment.", RuntimeWarning, stacklevel=2)
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
