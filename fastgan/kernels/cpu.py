@@ -6,7 +6,9 @@ What runs natively, and what stays in NumPy:
     im2col / col2im, the NCHW <-> channel-rows transposes (with the bias added in the same copy), per-channel sums
         native; the GEMMs between them stay on NumPy's BLAS (`@`), exactly the reference's GEMMs. Two common
         shapes need no data movement at all and are pure GEMMs: a conv whose kernel covers the whole (unpadded)
-        image (D's last layer, output 1x1) and a transposed conv of a 1x1 input (G's first layer).
+        image (D's last layer, output 1x1) and a transposed conv of a 1x1 input (G's first layer). Thin column
+        matrices (one channel's window) are multiplied image by image, straight from and into NCHW (_per_image),
+        and a backward reuses the columns its forward computed when nothing has overwritten them (_columns).
     batch_norm_act_forward / _backward, leaky_relu_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
         native, one fused pass each (see the .cpp files for the math and the pass structure).
 The native kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
