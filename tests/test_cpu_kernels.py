@@ -90,10 +90,15 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["channel_rows", "per_image"])
+@pytest.fixture(params=["channel_rows", "per_image", "direct"])
 def layout(request, monkeypatch):
-    """Both ways of laying out the columns (one GEMM over the batch, or per-image GEMMs) on every case."""
+    """Every way the cpu kernels compute a convolution, on every case: im2col + one GEMM over the batch, im2col +
+    per-image GEMMs, and (float32 on AVX-512; float64 then takes the channel-rows path) the direct kernel."""
+    if request.param == "direct" and not C._DIRECT:
+        pytest.skip("the direct convolution needs AVX-512")
     monkeypatch.setattr(C, "_per_image", lambda rows: request.param == "per_image")
+    monkeypatch.setattr(C, "_direct", lambda dtype, out_channels, reduction:
+                        request.param == "direct" and dtype == np.float32)
     C.release_workspace()
     return request.param
 
@@ -421,10 +426,10 @@ def run_every_kernel(rng_seed=12):
     rng = np.random.default_rng(rng_seed)
     out = []
     x = rand(rng, (16, 24, 14, 14), np.float32)
-    w = rand(rng, (12, 24, 4, 4), np.float32, 0.1)
+    w = rand(rng, (40, 24, 4, 4), np.float32, 0.1)      # 40 output channels: the direct convolutions too
     y = C.conv2d_forward(x, w, None, (2, 2), (1, 1))
     out += [y, *C.conv2d_backward(rand(rng, y.shape, np.float32), x, w, (2, 2), (1, 1))]
-    wt = rand(rng, (24, 12, 4, 4), np.float32, 0.1)
+    wt = rand(rng, (24, 40, 4, 4), np.float32, 0.1)
     y = C.conv_transpose2d_forward(x, wt, None, (2, 2), (1, 1), (0, 0))
     out += [y, *C.conv_transpose2d_backward(rand(rng, y.shape, np.float32), x, wt, (2, 2), (1, 1), (0, 0))]
     g, b = rand(rng, (24,), np.float32), rand(rng, (24,), np.float32)

@@ -280,5 +280,6 @@ void register_batchnorm_act(py::module_& m);
 void register_sigmoid_bce(py::module_& m);
 void register_optim(py::module_& m);
 void register_elementwise(py::module_& m);
+void register_direct_conv(py::module_& m);
 
 }  // namespace fastgan
