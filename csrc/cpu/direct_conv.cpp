@@ -31,7 +31,8 @@
 
 namespace fastgan {
 
-constexpr index_t kChannels = 64;  // output channels per weight block: 4 registers of 16 floats
+constexpr int kMaxR = 4;
+constexpr index_t kChannels = 16 * kMaxR;  // output channels per weight block
 constexpr int kMaxQ = 7;        // pixels per tile
 
 // The weight is packed in 64-channel blocks, and within a block by groups of taps: those that the same output
@@ -287,14 +288,16 @@ void register_direct_conv(py::module_& m) {
         const float* bd = optional_data<float>(bias, O, op, "bias");
         auto y = empty<float>({N, O, Ho, Wo});
         float* yd = y.mutable_data();
-        py::gil_scoped_release nogil;
 #ifdef FASTGAN_DIRECT_CONV
-        const Plans plans = transposed
-            ? conv_transpose2d_plans(H, W, kh, kw, s.first, s.second, p.first, p.second, Ho, Wo)
-            : conv2d_plans(H, W, kh, kw, s.first, s.second, p.first, p.second, Ho, Wo);
-        const auto packed = transposed ? pack_weight(wd, O, C, T, T, O * T, plans)
-                                       : pack_weight(wd, O, C, T, C * T, T, plans);
-        direct_conv(xd, N, C, H, W, packed.data(), O, T, plans, bd, yd, Ho, Wo);
+        {
+            py::gil_scoped_release nogil;
+            const Plans plans = transposed
+                ? conv_transpose2d_plans(H, W, kh, kw, s.first, s.second, p.first, p.second, Ho, Wo)
+                : conv2d_plans(H, W, kh, kw, s.first, s.second, p.first, p.second, Ho, Wo);
+            const auto packed = transposed ? pack_weight(wd, O, C, T, T, O * T, plans)
+                                           : pack_weight(wd, O, C, T, C * T, T, plans);
+            direct_conv(xd, N, C, H, W, packed.data(), O, T, plans, bd, yd, Ho, Wo);
+        }
 #endif
         return y;
     };

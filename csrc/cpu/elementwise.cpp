@@ -26,8 +26,12 @@ void register_elementwise(py::module_& m) {
             const T* px = data_of<T>(x, "leaky_relu_forward", "x");
             auto y = empty<T>(shape_of(x));
             T* py_ = y.mutable_data();
-            py::gil_scoped_release nogil;
-            parallel_chunks(x.size(), [&](index_t b, index_t e) { leaky_relu_range(px, py_, T(negative_slope), b, e); });
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                parallel_chunks(x.size(), [&](index_t b, index_t e) {
+                    leaky_relu_range(px, py_, T(negative_slope), b, e);
+                });
+            }
             return y;
         });
     }, py::arg("x"), py::arg("negative_slope"), "y = x if x > 0 else negative_slope·x, in one pass.");
@@ -40,10 +44,12 @@ void register_elementwise(py::module_& m) {
             const T* px = data_of<T>(x, "leaky_relu_backward", "x");
             auto dx = empty<T>(shape_of(x));
             T* pdx = dx.mutable_data();
-            py::gil_scoped_release nogil;
-            parallel_chunks(x.size(), [&](index_t b, index_t e) {
-                leaky_relu_grad_range(pdy, px, pdx, T(negative_slope), b, e);
-            });
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                parallel_chunks(x.size(), [&](index_t b, index_t e) {
+                    leaky_relu_grad_range(pdy, px, pdx, T(negative_slope), b, e);
+                });
+            }
             return dx;
         });
     }, py::arg("dy"), py::arg("x"), py::arg("negative_slope"),

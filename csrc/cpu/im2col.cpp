@@ -170,8 +170,10 @@ void register_im2col(py::module_& m) {
             const T* src = data_of<T>(x, "im2col", "x");
             py::array cols = output_or_new<T>(out, cols_shape(g, per_image), "im2col");
             T* dst = static_cast<T*>(cols.mutable_data());
-            py::gil_scoped_release nogil;
-            im2col<T>(src, dst, g);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                im2col<T>(src, dst, g);
+            }
             return cols;
         });
     }, py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"), py::arg("out") = py::none(),
@@ -189,8 +191,10 @@ void register_im2col(py::module_& m) {
             const T* b = optional_data<T>(bias, g.C, "col2im", "bias");
             auto x = empty<T>(x_shape);
             T* dst = x.mutable_data();
-            py::gil_scoped_release nogil;
-            col2im<T>(src, dst, g, b);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                col2im<T>(src, dst, g, b);
+            }
             return x;
         });
     }, py::arg("cols"), py::arg("x_shape"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),

@@ -58,8 +58,10 @@ void register_layout(py::module_& m) {
             const T* src = data_of<T>(a, "to_channel_rows", "input");
             py::array rows = output_or_new<T>(out, {C, N * S}, "to_channel_rows");
             T* dst = static_cast<T*>(rows.mutable_data());
-            py::gil_scoped_release nogil;
-            swap_leading_axes<T>(src, dst, N, C, S, nullptr);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                swap_leading_axes<T>(src, dst, N, C, S, nullptr);
+            }
             return rows;
         });
     }, py::arg("a"), py::arg("out") = py::none(),
@@ -77,8 +79,10 @@ void register_layout(py::module_& m) {
             const T* b = optional_data<T>(bias, C, op, "bias");
             auto out = empty<T>({n, C, h, w});
             T* dst = out.mutable_data();
-            py::gil_scoped_release nogil;
-            swap_leading_axes<T>(src, dst, C, n, h * w, b);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                swap_leading_axes<T>(src, dst, C, n, h * w, b);
+            }
             return out;
         });
     }, py::arg("m"), py::arg("n"), py::arg("h"), py::arg("w"), py::arg("bias") = py::none(),
@@ -92,8 +96,10 @@ void register_layout(py::module_& m) {
             const T* src = data_of<T>(a, "channel_sums", "input");
             auto out = empty<T>({C});
             T* dst = out.mutable_data();
-            py::gil_scoped_release nogil;
-            channel_sums<T>(src, dst, N, C, S);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                channel_sums<T>(src, dst, N, C, S);
+            }
             return out;
         });
     }, py::arg("a"), "Σ over N, H, W per channel of an (N, C, ...) array, accumulated in float64.");

@@ -98,8 +98,10 @@ void register_optim(py::module_& m) {
             const T* g = state_of<T>(grad, param, op, "grad");
             T* m1 = state_of<T>(exp_avg, param, op, "exp_avg");
             T* m2 = state_of<T>(exp_avg_sq, param, op, "exp_avg_sq");
-            py::gil_scoped_release nogil;
-            adam_step<T>(p, g, m1, m2, param.size(), step, lr, beta1, beta2, eps, weight_decay);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                adam_step<T>(p, g, m1, m2, param.size(), step, lr, beta1, beta2, eps, weight_decay);
+            }
             return 0;
         });
     }, py::arg("param"), py::arg("grad"), py::arg("exp_avg"), py::arg("exp_avg_sq"), py::arg("step"), py::arg("lr"),
@@ -116,8 +118,10 @@ void register_optim(py::module_& m) {
             T* p = data_of<T>(param, op, "param", true);
             const T* g = state_of<T>(grad, param, op, "grad");
             T* buf = momentum != 0 ? state_of<T>(*momentum_buf, param, op, "momentum_buf") : nullptr;
-            py::gil_scoped_release nogil;
-            sgd_step<T>(p, g, buf, param.size(), lr, momentum, weight_decay, dampening, nesterov, first_step);
+            {  // the GIL is released for the kernel only: returning the array needs it back
+                py::gil_scoped_release nogil;
+                sgd_step<T>(p, g, buf, param.size(), lr, momentum, weight_decay, dampening, nesterov, first_step);
+            }
             return 0;
         });
     }, py::arg("param"), py::arg("grad"), py::arg("momentum_buf"), py::arg("lr"), py::arg("momentum"),
