@@ -97,7 +97,7 @@ def layout(request, monkeypatch):
     if request.param == "direct" and not C._DIRECT:
         pytest.skip("the direct convolution needs AVX-512")
     monkeypatch.setattr(C, "_per_image", lambda rows: request.param == "per_image")
-    monkeypatch.setattr(C, "_direct", lambda dtype, out_channels, reduction:
+    monkeypatch.setattr(C, "_direct", lambda dtype, vector_channels, reduction:
                         request.param == "direct" and dtype == np.float32)
     C.release_workspace()
     return request.param

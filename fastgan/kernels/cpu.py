@@ -110,12 +110,13 @@ def _per_image(rows):
 _DIRECT = _C.direct_conv_supported()
 
 
-def _direct(dtype, out_channels, reduction):
-    """Run this convolution (or input gradient) as a direct convolution (csrc/cpu/direct_conv.cpp) instead of
-    im2col + GEMM: float32 on a CPU with AVX-512, at least 16 output channels (one vector), and more than one
-    channel's window to sum per output (thin reductions stay on the per-image GEMMs). On the DCGAN's middle layers
-    it skips the 25-50 MB column matrices and runs closer to the core's peak than BLAS does on their shapes."""
-    return _DIRECT and dtype == np.float32 and out_channels >= 16 and reduction > 32
+def _direct(dtype, vector_channels, reduction):
+    """Run this convolution, input gradient or weight gradient directly (csrc/cpu/direct_conv.cpp,
+    direct_weight_grad.cpp) instead of through im2col + GEMM: float32 on a CPU with AVX-512, at least 16 channels
+    along the vectors (output channels; input channels for a weight gradient), and more than one channel's window
+    to sum per output (thin reductions stay on the per-image GEMMs). On the DCGAN's middle layers this skips the
+    25-50 MB column matrices and runs closer to the core's peak than BLAS does on their shapes."""
+    return _DIRECT and dtype == np.float32 and vector_channels >= 16 and reduction > 32
 
 
 def _columns(x, kernel, stride, padding, per_image):
@@ -234,6 +235,9 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
             # dx is the transposed convolution of dy with the same weight, onto x's grid
             dx = _C.direct_conv_transpose2d(dy, weight, None, tuple(stride), tuple(padding), x.shape[2:])
             want_dx = False
+        if want_dw and _direct(x.dtype, x.shape[1], dy.size // o):
+            dweight = _C.direct_conv2d_weight_grad(dy, x, tuple(kernel), tuple(stride), tuple(padding))
+            want_dw = False
         if want_dx or want_dw:
             per_image = _per_image(w2.shape[1])
             # dY as a matrix per image (N, O, Ho*Wo), or as channel rows (O, N*Ho*Wo)
@@ -306,6 +310,10 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
             # dx is the convolution of dy with the same weight (it lands on x's grid: output_padding < stride)
             dx = _C.direct_conv2d(dy, weight, None, tuple(stride), tuple(padding))
             want_dx = False
+        if want_dw and _direct(x.dtype, dy.shape[1], x.size // cin):
+            # the same sum as conv2d's weight gradient, with x in the place of dy and windows read from dy
+            dweight = _C.direct_conv2d_weight_grad(x, dy, tuple(kernel), tuple(stride), tuple(padding))
+            want_dw = False
         per_image = _per_image(w2.shape[1])
         cols = _columns(dy, tuple(kernel), tuple(stride), tuple(padding), per_image) if want_dx or want_dw else None
         if per_image:

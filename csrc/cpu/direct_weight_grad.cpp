@@ -1,0 +1,158 @@
+// The weight gradient of a convolution in float32 on AVX-512, without im2col (the companion of direct_conv.cpp).
+//
+//     dW[o, c, i, j] = Σ_n Σ_(p, q)  g[n, o, p, q] · x[n, c, p·sh + i − ph, q·sw + j − pw]     (0 outside x)
+//
+// g is the gradient at the conv2d's output (N, O, Ho, Wo) and x its input (N, C, H, W). The transposed conv's weight
+// gradient is the same sum with the roles swapped: g = its input x, and the windows are read from its output
+// gradient dy (fastgan/kernels/cpu.py).
+//
+// A tile is one kernel tap (i, j), 16·R input channels c (R ≤ 4 vector registers) and Q ≤ 7 output channels o:
+// each step of the sum over (n, p, q) loads R vectors of x at one pixel, all channels side by side, and broadcasts
+// Q values of g, for R·Q fused multiply-adds. Channels side by side need x in NHWC order; the images are copied
+// that way a few at a time, zero-padded, into a buffer that stays in cache while every tile sums over them. The
+// tiles keep their partial sums between those chunks, and each sum runs over the images in order: the result does
+// not depend on the thread count.
+#include "fastgan.h"
+
+#include <array>
+#include <utility>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#define FASTGAN_DIRECT_WGRAD 1
+#endif
+
+namespace fastgan {
+
+namespace {
+
+constexpr int kMaxR = 4, kMaxQ = 7;
+constexpr index_t kTileChannels = 16 * kMaxR;  // input channels per tile
+constexpr index_t kChunk = 4;           // images per NHWC chunk (~0.5 MB for the DCGAN's layers)
+
+struct WeightGradGeometry {
+    index_t N, O, C, H, W, Ho, Wo, kh, kw, sh, sw, ph, pw;
+    index_t Cp, Hp, Wp;  // channels rounded up to whole vectors; padded height and width of the NHWC copy
+};
+
+#ifdef FASTGAN_DIRECT_WGRAD
+
+// acc[q][16r + lane] += Σ_(n < images, p, q') x[n, p, q', 16r + lane] · g[n, q, p, q']  (x: the tap's NHWC view)
+template <int R, int Q>
+__attribute__((target("avx512f"))) void tile(const float* __restrict x, index_t x_n, index_t x_p, index_t x_q,
+                                              const float* __restrict g, index_t g_n, index_t g_o, index_t images,
+                                              index_t Ho, index_t Wo, float* __restrict acc_io) {
+    __m512 acc[R][Q];
+#pragma GCC unroll 7
+    for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) acc[r][q] = _mm512_loadu_ps(acc_io + q * kTileChannels + 16 * r);
+    for (index_t n = 0; n < images; ++n)
+        for (index_t p = 0; p < Ho; ++p) {
+            const float* xr = x + n * x_n + p * x_p;
+            const float* gr = g + n * g_n + p * Wo;
+            for (index_t w = 0; w < Wo; ++w, xr += x_q, ++gr) {
+                __m512 xv[R];
+#pragma GCC unroll 4
+                for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(xr + 16 * r);
+#pragma GCC unroll 7
+                for (int q = 0; q < Q; ++q) {
+                    const __m512 gv = _mm512_set1_ps(gr[q * g_o]);
+#pragma GCC unroll 4
+                    for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], gv, acc[r][q]);
+                }
+            }
+        }
+#pragma GCC unroll 7
+    for (int q = 0; q < Q; ++q)
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) _mm512_storeu_ps(acc_io + q * kTileChannels + 16 * r, acc[r][q]);
+}
+
+using TileFn = void (*)(const float*, index_t, index_t, index_t, const float*, index_t, index_t, index_t, index_t,
+                        index_t, float*);
+
+template <int R, int... Qs>
+constexpr std::array<TileFn, kMaxQ> tiles_of(std::integer_sequence<int, Qs...>) {
+    return {&tile<R, Qs + 1>...};
+}
+
+const std::array<std::array<TileFn, kMaxQ>, kMaxR> kTiles = {
+    tiles_of<1>(std::make_integer_sequence<int, kMaxQ>{}), tiles_of<2>(std::make_integer_sequence<int, kMaxQ>{}),
+    tiles_of<3>(std::make_integer_sequence<int, kMaxQ>{}), tiles_of<4>(std::make_integer_sequence<int, kMaxQ>{})};
+
+// dw (O, C, kh, kw) from g (N, O, Ho, Wo) and x (N, C, H, W).
+void weight_grad(const float* g, const float* x, float* dw, const WeightGradGeometry& s) {
+    const index_t T = s.kh * s.kw, cblocks = (s.Cp + kTileChannels - 1) / kTileChannels, ogroups = (s.O + kMaxQ - 1) / kMaxQ;
+    const index_t tasks = T * cblocks * ogroups, image = s.Hp * s.Wp * s.Cp;
+    std::vector<float> sums(static_cast<size_t>(tasks * kMaxQ * kTileChannels), 0.0f);  // [task][q][lane]
+    std::vector<float> nhwc(static_cast<size_t>(kChunk * image), 0.0f);         // borders and extra channels: 0
+#pragma omp parallel
+    for (index_t n0 = 0; n0 < s.N; n0 += kChunk) {
+        const index_t images = std::min(kChunk, s.N - n0);
+#pragma omp for schedule(static)
+        for (index_t row = 0; row < images * s.H; ++row) {  // x[n0 + k, :, h, :] -> nhwc[k, ph + h, pw + w, :]
+            const index_t k = row / s.H, h = row % s.H;
+            const float* src = x + (n0 + k) * s.C * s.H * s.W + h * s.W;
+            float* dst = nhwc.data() + k * image + ((s.ph + h) * s.Wp + s.pw) * s.Cp;
+            for (index_t w = 0; w < s.W; ++w)  // one pixel's channels: contiguous writes, reads from a few KB
+                for (index_t c = 0; c < s.C; ++c) dst[w * s.Cp + c] = src[c * s.H * s.W + w];
+        }
+#pragma omp for schedule(static)
+        for (index_t task = 0; task < tasks; ++task) {
+            const index_t t = task / (cblocks * ogroups), cb = task / ogroups % cblocks, og = task % ogroups;
+            const index_t i = t / s.kw, j = t % s.kw, c0 = cb * kTileChannels, o0 = og * kMaxQ;
+            const index_t r = (std::min(kTileChannels, s.Cp - c0) + 15) / 16, q = std::min<index_t>(kMaxQ, s.O - o0);
+            kTiles[r - 1][q - 1](nhwc.data() + (i * s.Wp + j) * s.Cp + c0, image, s.sh * s.Wp * s.Cp, s.sw * s.Cp,
+                                 g + (n0 * s.O + o0) * s.Ho * s.Wo, s.O * s.Ho * s.Wo, s.Ho * s.Wo, images, s.Ho,
+                                 s.Wo, sums.data() + task * kMaxQ * kTileChannels);
+        }
+    }
+    // sums[task][q][lane] -> dw[o0 + q, c0 + lane, i, j]
+    for (index_t task = 0; task < tasks; ++task) {
+        const index_t t = task / (cblocks * ogroups), cb = task / ogroups % cblocks, og = task % ogroups;
+        for (index_t q = 0; q < kMaxQ && og * kMaxQ + q < s.O; ++q)
+            for (index_t lane = 0; lane < kTileChannels && cb * kTileChannels + lane < s.C; ++lane)
+                dw[((og * kMaxQ + q) * s.C + cb * kTileChannels + lane) * T + t] =
+                    sums[(task * kMaxQ + q) * kTileChannels + lane];
+    }
+}
+
+#endif  // FASTGAN_DIRECT_WGRAD
+
+}  // namespace
+
+using Pair = std::pair<index_t, index_t>;
+
+void register_direct_weight_grad(py::module_& m) {
+    m.def("direct_conv2d_weight_grad", [](const py::array& g, const py::array& x, Pair k, Pair s, Pair p) {
+        const char* op = "direct_conv2d_weight_grad";
+        if (!direct_conv_supported()) throw std::runtime_error(std::string(op) + ": this CPU has no AVX-512");
+        if (g.ndim() != 4 || x.ndim() != 4 || g.shape(0) != x.shape(0))
+            throw py::value_error(std::string(op) + ": expected g (N, O, Ho, Wo) and x (N, C, H, W)");
+        WeightGradGeometry geo{g.shape(0), g.shape(1), x.shape(1), x.shape(2), x.shape(3), g.shape(2), g.shape(3),
+                               k.first, k.second, s.first, s.second, p.first, p.second, 0, 0, 0};
+        if (geo.sh < 1 || geo.sw < 1 || geo.ph < 0 || geo.pw < 0 || geo.kh < 1 || geo.kw < 1 ||
+            geo.Ho < 1 || geo.Wo < 1 || (geo.Ho - 1) * geo.sh + geo.kh > geo.H + 2 * geo.ph ||
+            (geo.Wo - 1) * geo.sw + geo.kw > geo.W + 2 * geo.pw)
+            throw py::value_error(std::string(op) + ": g's grid does not match x, kernel, stride and padding");
+        geo.Cp = (geo.C + 15) / 16 * 16;
+        geo.Hp = geo.H + 2 * geo.ph;
+        geo.Wp = geo.W + 2 * geo.pw;
+        const float* gd = data_of<float>(g, op, "g");
+        const float* xd = data_of<float>(x, op, "x");
+        auto dw = empty<float>({geo.O, geo.C, geo.kh, geo.kw});
+        float* out = dw.mutable_data();
+#ifdef FASTGAN_DIRECT_WGRAD
+        {
+            py::gil_scoped_release nogil;
+            weight_grad(gd, xd, out, geo);
+        }
+#endif
+        return dw;
+    }, py::arg("g"), py::arg("x"), py::arg("kernel_size"), py::arg("stride"), py::arg("padding"),
+       "dW (O, C, kh, kw) = Σ g[n, o, p, q]·x[n, c, p*sh + i - ph, q*sw + j - pw] for g (N, O, Ho, Wo), x (N, C, H, "
+       "W), float32: the weight gradient of conv2d (and, with g = x and x = dy, of conv_transpose2d).");
+}
+
+}  // namespace fastgan
