@@ -16,6 +16,9 @@ if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import backend, dispatch  # noqa: E402
+
+if not os.environ.get("FASTGAN_SYSTEM_MALLOC"):
+    backend.keep_freed_cpu_memory()  # a training step's arrays are recycled, not page-faulted in afresh
 from .tensor import Tensor, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
 from .random import get_rng_state, manual_seed, rand, randn, set_rng_state, uniform
 from . import functional, nn, optim  # noqa: E402  (they build on the names above)
