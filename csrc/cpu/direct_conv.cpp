@@ -15,7 +15,8 @@
 //
 // A tile is 16·R output channels (R ≤ 4 vector registers) times Q ≤ 7 pixels of one output row: R·Q accumulators
 // live in registers, and each step of the reduction loads R weight vectors and broadcasts Q input pixels for R·Q
-// fused multiply-adds (4·7 = 28 accumulators + 4 weights fill 32 of the 32 registers). The transposed conv's
+// fused multiply-adds (4·7 = 28 accumulators, 4 weights and the broadcast pixel: one more than AVX-512's 32
+// registers, so one accumulator lives in L1; 48-channel tiles that fit measured no faster). The transposed conv's
 // tile takes every sw-th pixel of a row, so that all its pixels share one set of taps and read consecutive input
 // columns. Each output is summed by one thread in a fixed order (c, then taps): the result does not depend on the
 // thread count. It does differ from the GEMM path in the last bits (fused multiply-adds, another summation order).
@@ -31,9 +32,11 @@
 
 namespace fastgan {
 
+namespace {
+
 constexpr int kMaxR = 4;
 constexpr index_t kChannels = 16 * kMaxR;  // output channels per weight block
-constexpr int kMaxQ = 7;        // pixels per tile
+constexpr int kMaxQ = 7;                   // pixels per tile
 
 // The weight is packed in 64-channel blocks, and within a block by groups of taps: those that the same output
 // pixels use together (all of them for conv2d; for conv_transpose2d the taps of one phase, i ≡ a mod sh and
@@ -229,6 +232,8 @@ static void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t
 }
 
 #endif  // FASTGAN_DIRECT_CONV
+
+}  // namespace
 
 bool direct_conv_supported() {
 #ifdef FASTGAN_DIRECT_CONV

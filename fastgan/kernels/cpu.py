@@ -3,6 +3,9 @@
 Importing this module raises ImportError when fastgan._C was not built; fastgan.dispatch then uses the reference.
 
 What runs natively, and what stays in NumPy:
+    conv2d / conv_transpose2d in float32 on AVX-512 CPUs, when the channels fill vectors (_direct): direct
+        convolutions, their input gradients and weight gradients (direct_conv.cpp, direct_weight_grad.cpp), with
+        no column matrices at all. Everything else takes the im2col path:
     im2col / col2im, the NCHW <-> channel-rows transposes (with the bias added in the same copy), per-channel sums
         native; the GEMMs between them stay on NumPy's BLAS (`@`), exactly the reference's GEMMs. Two common
         shapes need no data movement at all and are pure GEMMs: a conv whose kernel covers the whole (unpadded)
