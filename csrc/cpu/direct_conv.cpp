@@ -13,30 +13,19 @@
 // The same two loops are the input gradients: conv2d's dx is a conv_transpose2d of dy, and conv_transpose2d's dx a
 // conv2d of dy, both with the same weight (fastgan/kernels/cpu.py).
 //
-// A tile is 16·R output channels (R ≤ 4 vector registers) times Q ≤ 7 pixels of one output row: R·Q accumulators
-// live in registers, and each step of the reduction loads R weight vectors and broadcasts Q input pixels for R·Q
-// fused multiply-adds (4·7 = 28 accumulators, 4 weights and the broadcast pixel: one more than AVX-512's 32
-// registers, so one accumulator lives in L1; 48-channel tiles that fit measured no faster). The transposed conv's
-// tile takes every sw-th pixel of a row, so that all its pixels share one set of taps and read consecutive input
-// columns. Each output is summed by one thread in a fixed order (c, then taps): the result does not depend on the
-// thread count. It does differ from the GEMM path in the last bits (fused multiply-adds, another summation order).
-#include "fastgan.h"
-
-#include <array>
-#include <utility>
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FASTGAN_DIRECT_CONV 1
-#endif
+// A tile (register_tile.h) is 64 output channels times up to 7 pixels of one output row; each step of its sum
+// loads the weights of one (c, tap) for the 64 channels and broadcasts the tap's input pixel for each of the 7. The
+// transposed conv's tile takes every sw-th pixel of a row, so that all its pixels share one set of taps and read
+// consecutive input columns. Each output is summed by one thread in a fixed order (c, then taps): the result does
+// not depend on the thread count. It does differ from the GEMM path in the last bits (fused multiply-adds, another
+// summation order).
+#include "register_tile.h"
 
 namespace fastgan {
 
 namespace {
 
-constexpr int kMaxR = 4;
-constexpr index_t kChannels = 16 * kMaxR;  // output channels per weight block
-constexpr int kMaxQ = 7;                   // pixels per tile
+constexpr index_t kChannels = 16 * kTileR;  // output channels per weight block
 
 // The weight is packed in 64-channel blocks, and within a block by groups of taps: those that the same output
 // pixels use together (all of them for conv2d; for conv_transpose2d the taps of one phase, i ≡ a mod sh and
@@ -151,48 +140,23 @@ static Plans conv_transpose2d_plans(index_t H, index_t W, index_t kh, index_t kw
     return finish_plans(std::move(raw), W, TapGroups(kh, kw, sh, sw));
 }
 
-#ifdef FASTGAN_DIRECT_CONV
+#ifdef FASTGAN_AVX512
 
-// out[q*64 + 16r + lane] = Σ_c Σ_taps w[c, tap][16r + lane] · x[c][tap.offset + q·xstep]
+// out[q·64 + 16r + lane] = Σ_c Σ_taps w[c, tap][16r + lane] · x[c][tap.offset + q·xstep]
 template <int R, int Q>
-__attribute__((target("avx512f"))) void tile(const float* __restrict w, index_t w_per_c, const float* __restrict x,
-                                              index_t plane, index_t C, const Tap* taps, index_t ntaps,
-                                              index_t xstep, float* __restrict out) {
-    __m512 acc[R][Q];
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r)
-#pragma GCC unroll 7
-        for (int q = 0; q < Q; ++q) acc[r][q] = _mm512_setzero_ps();
-    for (index_t c = 0; c < C; ++c, w += w_per_c, x += plane)
-        for (index_t k = 0; k < ntaps; ++k) {
-            const float* wk = w + taps[k].weight * kChannels;
-            const float* xk = x + taps[k].offset;
-            __m512 wv[R];
-#pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) wv[r] = _mm512_loadu_ps(wk + 16 * r);
-#pragma GCC unroll 7
-            for (int q = 0; q < Q; ++q) {
-                const __m512 xv = _mm512_set1_ps(xk[q * xstep]);
-#pragma GCC unroll 4
-                for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(wv[r], xv, acc[r][q]);
-            }
-        }
-#pragma GCC unroll 7
-    for (int q = 0; q < Q; ++q)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) _mm512_storeu_ps(out + q * kChannels + 16 * r, acc[r][q]);
-}
+struct ConvTile {
+    __attribute__((target("avx512f"))) static void run(const float* w, index_t w_per_c, const float* x, index_t plane,
+                                                       index_t C, const Tap* taps, index_t ntaps, index_t xstep,
+                                                       float* out) {
+        RegisterTile<R, Q> tile;
+        tile.zero();
+        for (index_t c = 0; c < C; ++c, w += w_per_c, x += plane)
+            for (index_t k = 0; k < ntaps; ++k) tile.step(w + taps[k].weight * kChannels, x + taps[k].offset, xstep);
+        tile.store(out, kChannels);
+    }
+};
 
-using TileFn = void (*)(const float*, index_t, const float*, index_t, index_t, const Tap*, index_t, index_t, float*);
-
-template <int R, int... Qs>
-constexpr std::array<TileFn, kMaxQ> tiles_of(std::integer_sequence<int, Qs...>) {
-    return {&tile<R, Qs + 1>...};
-}
-
-static const std::array<std::array<TileFn, kMaxQ>, 4> kTiles = {
-    tiles_of<1>(std::make_integer_sequence<int, kMaxQ>{}), tiles_of<2>(std::make_integer_sequence<int, kMaxQ>{}),
-    tiles_of<3>(std::make_integer_sequence<int, kMaxQ>{}), tiles_of<4>(std::make_integer_sequence<int, kMaxQ>{})};
+const auto kTiles = tile_table<ConvTile>();
 
 // y (N, O, Ho, Wo) from x (N, C, H, W) and the weight packed for these plans (pack_weight).
 static void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t W, const float* packed, index_t O,
@@ -201,7 +165,7 @@ static void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t
 #pragma omp parallel
     {
         std::vector<float> image(static_cast<size_t>(C * plane), 0.0f);  // the padding columns stay 0
-        alignas(64) float out[kMaxQ * kChannels];
+        alignas(64) float out[kTileQ * kChannels];
         index_t loaded = -1;
 #pragma omp for schedule(static)
         for (index_t task = 0; task < N * blocks; ++task) {
@@ -217,8 +181,8 @@ static void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t
             const auto& by_q = kTiles[(width + 15) / 16 - 1];
             const float* w = packed + b * C * T * kChannels;
             for (const RowPlan& row : plans.rows)
-                for (index_t k0 = 0; k0 < row.count; k0 += kMaxQ) {
-                    const index_t q = std::min<index_t>(kMaxQ, row.count - k0);
+                for (index_t k0 = 0; k0 < row.count; k0 += kTileQ) {
+                    const index_t q = std::min<index_t>(kTileQ, row.count - k0);
                     by_q[q - 1](w + plans.weights_at(row, C), plans.weights_per_c(row), image.data() + k0 * row.xstep,
                                 plane, C, row.taps.data(), static_cast<index_t>(row.taps.size()), row.xstep, out);
                     float* dst = y + (n * O + o0) * Ho * Wo + row.h * Wo + row.first + k0 * row.step;
@@ -231,12 +195,12 @@ static void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t
     }
 }
 
-#endif  // FASTGAN_DIRECT_CONV
+#endif  // FASTGAN_AVX512
 
 }  // namespace
 
 bool direct_conv_supported() {
-#ifdef FASTGAN_DIRECT_CONV
+#ifdef FASTGAN_AVX512
     return __builtin_cpu_supports("avx512f");
 #else
     return false;
@@ -293,7 +257,7 @@ void register_direct_conv(py::module_& m) {
         const float* bd = optional_data<float>(bias, O, op, "bias");
         auto y = empty<float>({N, O, Ho, Wo});
         float* yd = y.mutable_data();
-#ifdef FASTGAN_DIRECT_CONV
+#ifdef FASTGAN_AVX512
         {
             py::gil_scoped_release nogil;
             const Plans plans = transposed

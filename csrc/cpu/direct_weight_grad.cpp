@@ -6,28 +6,18 @@
 // gradient is the same sum with the roles swapped: g = its input x, and the windows are read from its output
 // gradient dy (fastgan/kernels/cpu.py).
 //
-// A tile is one kernel tap (i, j), 16·R input channels c (R ≤ 4 vector registers) and Q ≤ 7 output channels o:
-// each step of the sum over (n, p, q) loads R vectors of x at one pixel, all channels side by side, and broadcasts
-// Q values of g, for R·Q fused multiply-adds. Channels side by side need x in NHWC order; the images are copied
-// that way a few at a time, zero-padded, into a buffer that stays in cache while every tile sums over them. The
-// tiles keep their partial sums between those chunks, and each sum runs over the images in order: the result does
-// not depend on the thread count.
-#include "fastgan.h"
-
-#include <array>
-#include <utility>
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#define FASTGAN_DIRECT_WGRAD 1
-#endif
+// A tile (register_tile.h) is one kernel tap (i, j), 64 input channels c and up to 7 output channels o: each step
+// of the sum over (n, p, q) loads x at one pixel, 64 channels side by side, and broadcasts g for each of the 7.
+// Channels side by side need x in NHWC order; the images are copied that way a few at a time, zero-padded, into a
+// buffer that stays in cache while every tile sums over them. The tiles keep their partial sums between those
+// chunks, and each sum runs over the images in order: the result does not depend on the thread count.
+#include "register_tile.h"
 
 namespace fastgan {
 
 namespace {
 
-constexpr int kMaxR = 4, kMaxQ = 7;
-constexpr index_t kTileChannels = 16 * kMaxR;  // input channels per tile
+constexpr index_t kTileChannels = 16 * kTileR;  // input channels per tile
 constexpr index_t kChunk = 4;           // images per NHWC chunk (~0.5 MB for the DCGAN's layers)
 
 struct WeightGradGeometry {
@@ -35,57 +25,34 @@ struct WeightGradGeometry {
     index_t Cp, Hp, Wp;  // channels rounded up to whole vectors; padded height and width of the NHWC copy
 };
 
-#ifdef FASTGAN_DIRECT_WGRAD
+#ifdef FASTGAN_AVX512
 
-// acc[q][16r + lane] += Σ_(n < images, p, q') x[n, p, q', 16r + lane] · g[n, q, p, q']  (x: the tap's NHWC view)
+// acc[q][16r + lane] += Σ_(n < images, p, w) x[n, p, w, 16r + lane] · g[n, q, p, w]   (x: the tap's NHWC view)
 template <int R, int Q>
-__attribute__((target("avx512f"))) void tile(const float* __restrict x, index_t x_n, index_t x_p, index_t x_q,
-                                              const float* __restrict g, index_t g_n, index_t g_o, index_t images,
-                                              index_t Ho, index_t Wo, float* __restrict acc_io) {
-    __m512 acc[R][Q];
-#pragma GCC unroll 7
-    for (int q = 0; q < Q; ++q)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) acc[r][q] = _mm512_loadu_ps(acc_io + q * kTileChannels + 16 * r);
-    for (index_t n = 0; n < images; ++n)
-        for (index_t p = 0; p < Ho; ++p) {
-            const float* xr = x + n * x_n + p * x_p;
-            const float* gr = g + n * g_n + p * Wo;
-            for (index_t w = 0; w < Wo; ++w, xr += x_q, ++gr) {
-                __m512 xv[R];
-#pragma GCC unroll 4
-                for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(xr + 16 * r);
-#pragma GCC unroll 7
-                for (int q = 0; q < Q; ++q) {
-                    const __m512 gv = _mm512_set1_ps(gr[q * g_o]);
-#pragma GCC unroll 4
-                    for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(xv[r], gv, acc[r][q]);
-                }
+struct WeightGradTile {
+    __attribute__((target("avx512f"))) static void run(const float* x, index_t x_n, index_t x_p, index_t x_q,
+                                                       const float* g, index_t g_n, index_t g_o, index_t images,
+                                                       index_t Ho, index_t Wo, float* acc_io) {
+        RegisterTile<R, Q> tile;
+        tile.load(acc_io, kTileChannels);
+        for (index_t n = 0; n < images; ++n)
+            for (index_t p = 0; p < Ho; ++p) {
+                const float* xr = x + n * x_n + p * x_p;
+                const float* gr = g + n * g_n + p * Wo;
+                for (index_t w = 0; w < Wo; ++w, xr += x_q, ++gr) tile.step(xr, gr, g_o);
             }
-        }
-#pragma GCC unroll 7
-    for (int q = 0; q < Q; ++q)
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) _mm512_storeu_ps(acc_io + q * kTileChannels + 16 * r, acc[r][q]);
-}
+        tile.store(acc_io, kTileChannels);
+    }
+};
 
-using TileFn = void (*)(const float*, index_t, index_t, index_t, const float*, index_t, index_t, index_t, index_t,
-                        index_t, float*);
-
-template <int R, int... Qs>
-constexpr std::array<TileFn, kMaxQ> tiles_of(std::integer_sequence<int, Qs...>) {
-    return {&tile<R, Qs + 1>...};
-}
-
-const std::array<std::array<TileFn, kMaxQ>, kMaxR> kTiles = {
-    tiles_of<1>(std::make_integer_sequence<int, kMaxQ>{}), tiles_of<2>(std::make_integer_sequence<int, kMaxQ>{}),
-    tiles_of<3>(std::make_integer_sequence<int, kMaxQ>{}), tiles_of<4>(std::make_integer_sequence<int, kMaxQ>{})};
+const auto kTiles = tile_table<WeightGradTile>();
 
 // dw (O, C, kh, kw) from g (N, O, Ho, Wo) and x (N, C, H, W).
 void weight_grad(const float* g, const float* x, float* dw, const WeightGradGeometry& s) {
-    const index_t T = s.kh * s.kw, cblocks = (s.Cp + kTileChannels - 1) / kTileChannels, ogroups = (s.O + kMaxQ - 1) / kMaxQ;
+    const index_t T = s.kh * s.kw, cblocks = (s.Cp + kTileChannels - 1) / kTileChannels;
+    const index_t ogroups = (s.O + kTileQ - 1) / kTileQ;
     const index_t tasks = T * cblocks * ogroups, image = s.Hp * s.Wp * s.Cp;
-    std::vector<float> sums(static_cast<size_t>(tasks * kMaxQ * kTileChannels), 0.0f);  // [task][q][lane]
+    std::vector<float> sums(static_cast<size_t>(tasks * kTileQ * kTileChannels), 0.0f);  // [task][q][lane]
     std::vector<float> nhwc(static_cast<size_t>(kChunk * image), 0.0f);         // borders and extra channels: 0
 #pragma omp parallel
     for (index_t n0 = 0; n0 < s.N; n0 += kChunk) {
@@ -101,24 +68,24 @@ void weight_grad(const float* g, const float* x, float* dw, const WeightGradGeom
 #pragma omp for schedule(static)
         for (index_t task = 0; task < tasks; ++task) {
             const index_t t = task / (cblocks * ogroups), cb = task / ogroups % cblocks, og = task % ogroups;
-            const index_t i = t / s.kw, j = t % s.kw, c0 = cb * kTileChannels, o0 = og * kMaxQ;
-            const index_t r = (std::min(kTileChannels, s.Cp - c0) + 15) / 16, q = std::min<index_t>(kMaxQ, s.O - o0);
+            const index_t i = t / s.kw, j = t % s.kw, c0 = cb * kTileChannels, o0 = og * kTileQ;
+            const index_t r = (std::min(kTileChannels, s.Cp - c0) + 15) / 16, q = std::min<index_t>(kTileQ, s.O - o0);
             kTiles[r - 1][q - 1](nhwc.data() + (i * s.Wp + j) * s.Cp + c0, image, s.sh * s.Wp * s.Cp, s.sw * s.Cp,
                                  g + (n0 * s.O + o0) * s.Ho * s.Wo, s.O * s.Ho * s.Wo, s.Ho * s.Wo, images, s.Ho,
-                                 s.Wo, sums.data() + task * kMaxQ * kTileChannels);
+                                 s.Wo, sums.data() + task * kTileQ * kTileChannels);
         }
     }
     // sums[task][q][lane] -> dw[o0 + q, c0 + lane, i, j]
     for (index_t task = 0; task < tasks; ++task) {
         const index_t t = task / (cblocks * ogroups), cb = task / ogroups % cblocks, og = task % ogroups;
-        for (index_t q = 0; q < kMaxQ && og * kMaxQ + q < s.O; ++q)
+        for (index_t q = 0; q < kTileQ && og * kTileQ + q < s.O; ++q)
             for (index_t lane = 0; lane < kTileChannels && cb * kTileChannels + lane < s.C; ++lane)
-                dw[((og * kMaxQ + q) * s.C + cb * kTileChannels + lane) * T + t] =
-                    sums[(task * kMaxQ + q) * kTileChannels + lane];
+                dw[((og * kTileQ + q) * s.C + cb * kTileChannels + lane) * T + t] =
+                    sums[(task * kTileQ + q) * kTileChannels + lane];
     }
 }
 
-#endif  // FASTGAN_DIRECT_WGRAD
+#endif  // FASTGAN_AVX512
 
 }  // namespace
 
@@ -143,7 +110,7 @@ void register_direct_weight_grad(py::module_& m) {
         const float* xd = data_of<float>(x, op, "x");
         auto dw = empty<float>({geo.O, geo.C, geo.kh, geo.kw});
         float* out = dw.mutable_data();
-#ifdef FASTGAN_DIRECT_WGRAD
+#ifdef FASTGAN_AVX512
         {
             py::gil_scoped_release nogil;
             weight_grad(gd, xd, out, geo);
