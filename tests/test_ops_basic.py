@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 import torch
+import fastgan
 
 import fastgan.functional as F
 from oracle import check, random_inputs
@@ -76,6 +77,16 @@ def test_maxout():
     (a,) = random_inputs((6, 12))
     check(lambda x: F.maxout(x, 3), lambda x: x.view(6, 4, 3).max(dim=2).values, [a])
     check(lambda x: F.maxout(x, 1), lambda x: x, [a])
+    (b,) = random_inputs((3, 1200), dtype=np.float32)  # the MLP discriminator's 240 units × 5 pieces
+    check(lambda x: F.maxout(x, 5), lambda x: x.view(3, 240, 5).max(dim=2).values, [b], dtype=np.float32)
+
+
+def test_maxout_ties_send_the_gradient_to_the_first_winner():
+    x = fastgan.tensor(np.array([[1.0, 3.0, 3.0, 2.0, 2.0, 2.0]]), requires_grad=True)
+    y = F.maxout(x, 3)
+    np.testing.assert_array_equal(y.numpy(), [[3.0, 2.0]])
+    F.sum(y * fastgan.tensor(np.array([[10.0, 20.0]]))).backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 10.0, 0.0, 20.0, 0.0, 0.0]])
 
 
 def test_dropout_scales_and_masks():
