@@ -12,7 +12,7 @@ A run folder holds:
 `--resume RUN_DIR` continues from the checkpoint and gives exactly the result an uninterrupted run would have.
 
 How a model is trained (optimiser, lr/momentum schedule, pixel range, noise, training subset) is its Recipe
-(fastgan/models/recipe.py); --batch-size, --lr and --beta1 override the recipe's values.
+(fastgan/models/recipe.py); --batch-size, --lr, --beta1 and --noise override the recipe's values.
 """
 import argparse
 import json
@@ -31,7 +31,7 @@ from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
 from fastgan.gan import G_LOSSES, STEPS
 from fastgan.eval.quality import TrainingQuality
-from fastgan.models import MODELS, RECIPES
+from fastgan.models import MODELS, RECIPES, recipe_for
 from fastgan.utils.atomic import atomic_write
 from fastgan.utils.images import save_image_grid
 from fastgan.utils.plots import plot_losses
@@ -40,8 +40,8 @@ DEFAULT_EPOCHS = 5
 CHECKPOINT = "checkpoint.pkl"
 METRICS = "metrics.jsonl"
 # Settings that define the run; on --resume they come from the checkpoint (only --epochs may be raised).
-RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "g_loss", "real_label", "seed", "limit",
-                "data_dir", "log_every", "eval_every", "eval_samples")
+RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
+                "limit", "data_dir", "log_every", "eval_every", "eval_samples")
 
 
 class TrainingError(RuntimeError):
@@ -61,6 +61,9 @@ def build_parser():
                                                           "recipe's: dcgan Adam 2e-4, mlp SGD 0.1 with decay)")
     p.add_argument("--beta1", type=float, default=None, help="Adam β1 (default: the recipe's, 0.5; β2 is 0.999)")
     p.add_argument("--nz", type=int, default=100, help="size of the noise vector z (default: %(default)s)")
+    p.add_argument("--noise", choices=["normal", "uniform"], default=None,
+                   help="distribution of z, both of unit variance: N(0, 1) or U(−√3, √3) (default: the recipe's: "
+                        "dcgan normal, mlp uniform)")
     p.add_argument("--g-loss", choices=G_LOSSES, default="non-saturating",
                    help="generator cost: non-saturating (default), minimax (zero-sum) or ml (maximum likelihood)")
     p.add_argument("--real-label", type=float, default=1.0,
@@ -136,6 +139,7 @@ def log_line(epoch, epochs, i, iters, stats):
 def resolve_recipe(config):
     """Fill the settings left to the model's recipe (batch size, lr, β1) and fix the schedule's length."""
     recipe = RECIPES[config["model"]]
+    config["noise"] = config.get("noise") or recipe.noise
     for key in ("batch_size", "lr") + (("beta1",) if recipe.optimizer == "adam" else ()):
         if config.get(key) is None:
             config[key] = getattr(recipe, key)
@@ -158,7 +162,7 @@ def check_config(config):
 def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu"):
     """Train according to `config` in `run_dir`; returns the final (G, D)."""
     fastgan.manual_seed(config["seed"])
-    recipe = RECIPES[config["model"]]
+    recipe = recipe_for(config)
     play = STEPS[recipe.update]  # one round of the game: alternating or simultaneous updates
     mnist = load_mnist(config["data_dir"], progress=progress)
     images = mnist_to_float(mnist.x_train[:recipe.train_images][:config["limit"]], value_range=recipe.value_range)

@@ -167,3 +167,24 @@ def test_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
         assert a[opt]["lr"] == b[opt]["lr"] and a[opt]["hyper"] == b[opt]["hyper"]
     lines = [[line for line in open(os.path.join(d, "metrics.jsonl")) if "loss_d" in line] for d in (straight, resumed)]
     assert lines[0] == lines[1]
+
+
+def test_noise_choice_is_kept_by_the_run_and_its_evaluation(tmp_path):
+    from fastgan.eval.runs import load_generator, sample_images
+    from fastgan.models import recipe_for
+
+    default, normal = str(tmp_path / "default"), str(tmp_path / "normal")
+    assert run("--epochs", "1", "--out", default) == 0
+    assert run("--epochs", "1", "--out", normal, "--noise", "normal") == 0
+    assert json.load(open(os.path.join(default, "config.json")))["noise"] == "uniform"  # the recipe's
+    assert json.load(open(os.path.join(normal, "config.json")))["noise"] == "normal"
+    assert recipe_for({"model": "mlp"}).noise == "uniform"  # a checkpoint from before the option existed
+    _, config, recipe = load_generator(normal)
+    assert config["noise"] == recipe.noise == "normal"
+    # the evaluation draws the run's noise: G's samples match those of G fed N(0, 1) drawn the same way
+    G, _, _ = load_generator(normal)
+    ours = sample_images(G, recipe, 100, 50, seed=3)
+    fastgan.manual_seed(3)
+    with fastgan.no_grad():
+        direct = G(fastgan.randn(50, 100)).numpy().reshape(50, -1)
+    np.testing.assert_allclose(ours, direct, rtol=1e-6, atol=1e-7)

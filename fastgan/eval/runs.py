@@ -4,7 +4,7 @@ import contextlib
 import numpy as np
 
 import fastgan
-from fastgan.models import MODELS, RECIPES
+from fastgan.models import MODELS, recipe_for
 
 
 class EvalError(RuntimeError):
@@ -35,7 +35,7 @@ def load_generator(run_dir):
     except (KeyError, ValueError) as err:
         raise EvalError(f"the generator weights in {run_dir!r} do not fit model {model!r} (nz = {config['nz']}): "
                         f"the checkpoint was written by another model or version ({err})") from None
-    return G.eval(), {**config, "trained_epochs": state["epoch"]}, RECIPES[model]
+    return G.eval(), {**config, "trained_epochs": state["epoch"]}, recipe_for(config)
 
 
 @contextlib.contextmanager
