@@ -137,7 +137,7 @@ def log_line(epoch, epochs, i, iters, stats):
 
 
 def resolve_recipe(config):
-    """Fill the settings left to the model's recipe (batch size, lr, β1) and fix the schedule's length."""
+    """Fill the settings left to the model's recipe (batch size, lr, β1, noise) and fix the schedule's length."""
     recipe = RECIPES[config["model"]]
     config["noise"] = config.get("noise") or recipe.noise
     for key in ("batch_size", "lr") + (("beta1",) if recipe.optimizer == "adam" else ()):

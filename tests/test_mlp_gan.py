@@ -179,10 +179,9 @@ def test_noise_choice_is_kept_by_the_run_and_its_evaluation(tmp_path):
     assert json.load(open(os.path.join(default, "config.json")))["noise"] == "uniform"  # the recipe's
     assert json.load(open(os.path.join(normal, "config.json")))["noise"] == "normal"
     assert recipe_for({"model": "mlp"}).noise == "uniform"  # a checkpoint from before the option existed
-    _, config, recipe = load_generator(normal)
+    G, config, recipe = load_generator(normal)
     assert config["noise"] == recipe.noise == "normal"
     # the evaluation draws the run's noise: G's samples match those of G fed N(0, 1) drawn the same way
-    G, _, _ = load_generator(normal)
     ours = sample_images(G, recipe, 100, 50, seed=3)
     fastgan.manual_seed(3)
     with fastgan.no_grad():

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 import torch
-import fastgan
 
+import fastgan
 import fastgan.functional as F
 from oracle import check, random_inputs
 

@@ -16,4 +16,5 @@ def recipe_for(config):
         recipe = dataclasses.replace(recipe, noise=config["noise"])
     return recipe
 
+
 __all__ = ["MODELS", "RECIPES", "Recipe", "dcgan_mnist", "mlp_gan_mnist", "recipe_for"]
