@@ -3,6 +3,7 @@
     python -m fastgan.eval parzen RUN_DIR             Parzen-window log-likelihood, as Table 1 of the GAN paper
     python -m fastgan.eval quality RUN_DIR            class histogram, mode coverage, Inception score, MNIST-FID
     python -m fastgan.eval train-classifier           train (or re-train) and cache the MNIST classifier
+    python -m fastgan.eval time RUN_DIR               how long the run's epochs took (median and sum)
 """
 import argparse
 import json
@@ -15,7 +16,7 @@ from fastgan.data.mnist import mnist_to_float
 from fastgan.utils.atomic import atomic_write
 
 from . import classifier as clf
-from . import parzen, quality
+from . import parzen, quality, timing
 from .runs import EvalError, load_generator, sample_images
 
 
@@ -45,6 +46,11 @@ def build_parser():
     t.add_argument("--epochs", type=int, default=4,
                    help="passes over the 60,000 training images (default: %(default)s)")
     t.add_argument("--force", action="store_true", help="retrain even if a valid cached classifier exists")
+
+    tm = sub.add_parser("time", help="how long the run's epochs took: median epoch × epochs, and the plain sum")
+    tm.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by python -m fastgan.train")
+    tm.add_argument("--epochs", type=int, default=None,
+                    help="only the first N epochs (default: all the run has finished)")
 
     for s in (pz, q, t):
         s.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files instead of the cache")
@@ -99,9 +105,14 @@ def run_train_classifier(args):
     clf.train_and_cache(mnist=mnist, epochs=args.epochs, progress=not args.no_progress)
 
 
+def run_time(args):
+    print("\n".join(timing.format_timing(timing.timing_report(timing.epoch_seconds(args.run_dir, args.epochs)))))
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    commands = {"parzen": run_parzen, "quality": run_quality, "train-classifier": run_train_classifier}
+    commands = {"parzen": run_parzen, "quality": run_quality, "train-classifier": run_train_classifier,
+                "time": run_time}
     try:
         commands[args.command](args)
     except (EvalError, clf.ClassifierError, MNISTError) as err:
