@@ -38,3 +38,11 @@ def test_missing_times_give_clear_errors(tmp_path, capsys, epochs, message):
         timing.epoch_seconds(tmp_path, epochs)
     assert eval_cli.main(["time", str(tmp_path)] + (["--epochs", str(epochs)] if epochs else [])) == 1
     assert message in capsys.readouterr().err
+
+
+def test_a_line_cut_off_by_a_stopped_run_is_skipped(tmp_path):
+    write_metrics(tmp_path, [(0, 10.0), (1, 12.0)])
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "iter"')
+    with pytest.warns(RuntimeWarning, match="malformed last line"):
+        assert timing.epoch_seconds(tmp_path) == [10.0, 12.0]

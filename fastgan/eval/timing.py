@@ -4,9 +4,10 @@ The plain sum of a run's epochs says as much about the machine as about the engi
 with other work, or is resumed across several processes, has many slow epochs. The median epoch times the epochs
 is the time the run takes with the machine to itself, and both are reported.
 """
-import json
 import os
 import statistics
+
+from fastgan.utils.plots import read_jsonl
 
 from .runs import EvalError
 
@@ -14,28 +15,25 @@ from .runs import EvalError
 def epoch_seconds(run_dir, epochs=None):
     """Seconds of each of the first `epochs` epochs of the run (all finished epochs if None), in order.
 
-    An epoch written twice (a run stopped after its line but before its checkpoint, then resumed) counts once,
-    with its last time.
+    If an epoch's line appears more than once, its last time counts.
     """
     path = os.path.join(run_dir, "metrics.jsonl")
     if not os.path.isfile(path):
         raise EvalError(f"no metrics.jsonl in {run_dir!r}: time a folder written by python -m fastgan.train")
-    seconds = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                raise EvalError(f"{path}, line {number}: not a JSON record") from None
-            if record.get("event") == "epoch_end":
-                seconds[record["epoch"]] = record["seconds"]   # metrics count epochs from 0
+    try:
+        records = read_jsonl(path)
+    except ValueError as err:
+        raise EvalError(str(err)) from None
+    # metrics count epochs from 0
+    seconds = {r["epoch"]: r["seconds"] for r in records if r.get("event") == "epoch_end"}
     finished = len(seconds) if epochs is None else epochs
     if finished < 1:
         raise EvalError(f"{path} has no finished epoch yet" if epochs is None else "--epochs must be at least 1")
     missing = [e + 1 for e in range(finished) if e not in seconds]
     if missing:
-        raise EvalError(f"{path} has the times of {len(seconds)} epochs, not of epochs "
-                        f"{', '.join(map(str, missing[:5]))}{' ...' if len(missing) > 5 else ''} (asked for the first {finished})")
+        listed = ", ".join(map(str, missing[:5])) + (" ..." if len(missing) > 5 else "")
+        raise EvalError(f"{path} has the times of {len(seconds)} epochs, not of epochs {listed} "
+                        f"(asked for the first {finished})")
     return [seconds[e] for e in range(finished)]
 
 
