@@ -114,7 +114,7 @@ def test_parzen_command(mlp_run, capsys):
     out = capsys.readouterr().out
     assert "Adversarial nets (paper, Table 1)" in out and "this run" in out and "sanity ceiling" in out
     saved = json.load(open(os.path.join(mlp_run, "parzen.json")))
-    assert saved["model"]["centers"] == 100 and saved["model"]["test_images"] == 20
+    assert saved["model"]["centers"] == 100 and saved["model"]["test_images"] == 20 and saved["epoch"] == 1
     assert np.isfinite(saved["model"]["mean"]) and np.isfinite(saved["training_images_ceiling"]["mean"])
     assert eval_cli.main(["parzen", mlp_run, "--samples", "50", "--limit", "5", "--sigma", "0.5",
                           "--no-ceiling", "--no-progress"]) == 0

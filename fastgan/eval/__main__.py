@@ -4,6 +4,7 @@
     python -m fastgan.eval quality RUN_DIR            class histogram, mode coverage, Inception score, MNIST-FID
     python -m fastgan.eval train-classifier           train (or re-train) and cache the MNIST classifier
     python -m fastgan.eval time RUN_DIR               how long the run's epochs took (median and sum)
+    python -m fastgan.eval parzen-plot DIR [DIR ...]  Parzen estimates already made, against the epochs trained
 """
 import argparse
 import json
@@ -16,7 +17,7 @@ from fastgan.data.mnist import mnist_to_float
 from fastgan.utils.atomic import atomic_write
 
 from . import classifier as clf
-from . import parzen, quality, timing
+from . import parzen, parzen_plot, quality, timing
 from .runs import EvalError, load_generator, sample_images
 
 
@@ -52,6 +53,12 @@ def build_parser():
     tm.add_argument("--epochs", type=int, default=None,
                     help="only the first N epochs (default: all the run has finished)")
 
+    pp = sub.add_parser("parzen-plot", help="the Parzen estimates of several folders (their parzen.json) against "
+                                            "the epochs each had: a table and a picture")
+    pp.add_argument("run_dirs", metavar="DIR", nargs="+", help="folders evaluated by python -m fastgan.eval parzen")
+    pp.add_argument("--out", default="parzen.png", help="the picture to write (default: %(default)s)")
+    pp.add_argument("--title", default=None, help="the picture's title")
+
     for s in (pz, q, t):
         s.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files instead of the cache")
         s.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -78,7 +85,8 @@ def run_parzen(args):
     lines = parzen.format_report(result, ceiling)
     print("\n".join(lines) + f"\n({time.perf_counter() - started:.0f} s)")
     with atomic_write(os.path.join(args.run_dir, "parzen.json"), "w") as f:
-        json.dump({"model": result, "training_images_ceiling": ceiling, "seed": args.seed}, f, indent=2)
+        json.dump({"model": result, "training_images_ceiling": ceiling, "seed": args.seed,
+                   "epoch": config["trained_epochs"]}, f, indent=2)
 
 
 def run_quality(args):
@@ -109,10 +117,16 @@ def run_time(args):
     print("\n".join(timing.format_timing(timing.timing_report(timing.epoch_seconds(args.run_dir, args.epochs)))))
 
 
+def run_parzen_plot(args):
+    points = parzen_plot.read_points(args.run_dirs)
+    print("\n".join(parzen_plot.format_table(points)))
+    print(f"wrote {parzen_plot.plot_points(points, args.out, args.title)}")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     commands = {"parzen": run_parzen, "quality": run_quality, "train-classifier": run_train_classifier,
-                "time": run_time}
+                "time": run_time, "parzen-plot": run_parzen_plot}
     try:
         commands[args.command](args)
     except (EvalError, clf.ClassifierError, MNISTError) as err:
