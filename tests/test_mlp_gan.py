@@ -76,40 +76,88 @@ def test_dcgan_recipe_keeps_the_old_choices():
     np.testing.assert_array_equal(z.numpy(), fastgan.randn(4, 100, 1, 1).numpy())  # the same draws as before
 
 
-def test_simultaneous_step_matches_torch():
-    """Two simultaneous rounds (½-scaled D objective, SGD with momentum) in fastgan and in torch, float64: both
-    players' gradients come from one forward pass and G's goes through D before D's update."""
-    torch = pytest.importorskip("torch")
-    T, bce = torch.nn, torch.nn.functional.binary_cross_entropy_with_logits
-    fastgan.manual_seed(0)
-    G = fastgan.nn.Sequential(fastgan.nn.Linear(8, 16), fastgan.nn.ReLU(), fastgan.nn.Linear(16, 12),
-                              fastgan.nn.Sigmoid())
-    D = fastgan.nn.Sequential(fastgan.nn.Linear(12, 10), fastgan.nn.LeakyReLU(0.2), fastgan.nn.Linear(10, 1))
-    tG = T.Sequential(T.Linear(8, 16), T.ReLU(), T.Linear(16, 12), T.Sigmoid()).double()
-    tD = T.Sequential(T.Linear(12, 10), T.LeakyReLU(0.2), T.Linear(10, 1)).double()
-    for ours, theirs in ((G, tG), (D, tD)):
-        ours.astype(np.float64)
-        with torch.no_grad():
-            for a, b in zip(ours.parameters(), theirs.parameters()):
-                b.copy_(torch.tensor(a.numpy()))
-    opts = [optim.SGD(m.parameters(), lr=0.1, momentum=0.5) for m in (G, D)]
-    topts = [torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.5) for m in (tG, tD)]
+def torch_mlp_gan():
+    """The 2014 MLP GAN in torch (maxout as a Linear and the max over each group of 5), for the twin tests."""
+    import torch
+    T = torch.nn
 
+    class Maxout(T.Module):
+        def __init__(self, in_features, units, pieces):
+            super().__init__()
+            self.pieces, self.linear = pieces, T.Linear(in_features, units * pieces)
+
+        def forward(self, x):
+            y = self.linear(x)
+            return y.view(len(y), -1, self.pieces).amax(-1)
+
+    G = T.Sequential(T.Linear(100, 1200), T.ReLU(), T.Linear(1200, 1200), T.ReLU(), T.Linear(1200, 784), T.Sigmoid(),
+                     T.Unflatten(1, (1, 28, 28)))
+    D = T.Sequential(T.Flatten(), T.Dropout(0.2), Maxout(784, 240, 5), T.Dropout(0.5), Maxout(240, 240, 5),
+                     T.Dropout(0.5), T.Linear(240, 1))
+    return G, D
+
+
+def twins(ours, theirs, dtype, lr=0.1, momentum=0.5):
+    """Give torch's (G, D) fastgan's weights; return both engines' (G, D, SGD of G, SGD of D)."""
+    import torch
+    for a, b in zip(ours, theirs):
+        a.astype(dtype)
+        b.to(torch.float64 if dtype == np.float64 else torch.float32)
+        with torch.no_grad():
+            for p, q in zip(a.parameters(), b.parameters()):
+                q.copy_(torch.tensor(p.numpy()))
+    return ((*ours, *[optim.SGD(m.parameters(), lr=lr, momentum=momentum) for m in ours]),
+            (*theirs, *[torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum) for m in theirs]))
+
+
+def twin_mlp_gans(dtype=np.float32):
+    fastgan.manual_seed(0)
+    return twins(mlp_gan_mnist(pixel_mean=np.linspace(0.01, 0.5, 784)), torch_mlp_gan(), dtype)
+
+
+def torch_simultaneous_step(G, D, opt_g, opt_d, real, z):
+    """The paper code's update in torch: ½·(BCE real + BCE fake) for D and BCE(fake, 1) for G, both from one
+    forward pass, both players' gradients taken before either steps. Returns (D's objective, G's)."""
+    import torch
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    fake_logits, real_logits = D(G(z)), D(real)
+    d_obj = 0.5 * (bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits)))
+    g_obj = bce(fake_logits, torch.ones_like(fake_logits))
+    d_params, g_params = list(D.parameters()), list(G.parameters())
+    grads = torch.autograd.grad(d_obj, d_params, retain_graph=True) + torch.autograd.grad(g_obj, g_params)
+    for p, g in zip(d_params + g_params, grads):
+        p.grad = g
+    opt_d.step()
+    opt_g.step()
+    return d_obj.item(), g_obj.item()
+
+
+@pytest.mark.parametrize("model", ["small", "paper"])
+def test_simultaneous_step_matches_torch(model):
+    """Two simultaneous rounds (½-scaled D objective, SGD with momentum) in fastgan and in torch, float64: both
+    players' gradients come from one forward pass and G's goes through D before D's update. The paper's model runs
+    with D in eval mode: the two engines' dropout masks differ."""
+    torch = pytest.importorskip("torch")
+    T = torch.nn
+    if model == "small":
+        fastgan.manual_seed(0)
+        ours = (fastgan.nn.Sequential(fastgan.nn.Linear(8, 16), fastgan.nn.ReLU(), fastgan.nn.Linear(16, 12),
+                                      fastgan.nn.Sigmoid()),
+                fastgan.nn.Sequential(fastgan.nn.Linear(12, 10), fastgan.nn.LeakyReLU(0.2), fastgan.nn.Linear(10, 1)))
+        (G, D, opt_g, opt_d), (tG, tD, topt_g, topt_d) = twins(ours, (
+            T.Sequential(T.Linear(8, 16), T.ReLU(), T.Linear(16, 12), T.Sigmoid()),
+            T.Sequential(T.Linear(12, 10), T.LeakyReLU(0.2), T.Linear(10, 1))), np.float64)
+        real_shape, nz = (5, 12), 8
+    else:
+        (G, D, opt_g, opt_d), (tG, tD, topt_g, topt_d) = twin_mlp_gans(np.float64)
+        D.eval(), tD.eval()
+        real_shape, nz = (3, 1, 28, 28), 100
     rng = np.random.default_rng(1)
     for _ in range(2):
-        real, z = rng.random((5, 12)), rng.uniform(-1, 1, (5, 8))
-        stats = simultaneous_step(G, D, *opts, fastgan.tensor(real), fastgan.tensor(z), d_loss_scale=0.5)
-        fake_logits = tD(tG(torch.tensor(z)))
-        real_logits = tD(torch.tensor(real))
-        d_obj = 0.5 * (bce(real_logits, torch.ones_like(real_logits)) + bce(fake_logits, torch.zeros_like(fake_logits)))
-        g_obj = bce(fake_logits, torch.ones_like(fake_logits))
-        grads = torch.autograd.grad(d_obj, list(tD.parameters()), retain_graph=True) + \
-            torch.autograd.grad(g_obj, list(tG.parameters()))
-        for p, g in zip(list(tD.parameters()) + list(tG.parameters()), grads):
-            p.grad = g
-        for o in topts:
-            o.step()
-        np.testing.assert_allclose([stats["loss_d"], stats["loss_g"]], [d_obj.item(), g_obj.item()], rtol=1e-12)
+        real, z = rng.random(real_shape), rng.uniform(-1, 1, (real_shape[0], nz))
+        stats = simultaneous_step(G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z), d_loss_scale=0.5)
+        d_obj, g_obj = torch_simultaneous_step(tG, tD, topt_g, topt_d, torch.tensor(real), torch.tensor(z))
+        np.testing.assert_allclose([stats["loss_d"], stats["loss_g"]], [d_obj, g_obj], rtol=1e-12)
     for ours, theirs in ((G, tG), (D, tD)):
         for a, b in zip(ours.parameters(), theirs.parameters()):
             np.testing.assert_allclose(a.numpy(), b.detach().numpy(), rtol=1e-10, atol=1e-12)
