@@ -43,8 +43,9 @@ def format_table(points):
 
 
 def plot_points(points, path, title=None):
-    """Mean ± s.e. against epochs, the paper's adversarial nets (225 ± 2) and Deep GSN rows as bands, and the
-    training-image ceiling if a folder has one. Written atomically as a PNG; returns the path."""
+    """Mean ± s.e. against epochs, the rows of the paper's Table 1 near them as bands (adversarial nets 225 ± 2,
+    Deep GSN 214 ± 1.1), and the training-image ceiling if a folder has one. Written atomically as a PNG; returns
+    the path."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -64,7 +65,7 @@ def plot_points(points, path, title=None):
         ax.axhline(mean, color="0.3", linestyle=":", linewidth=1,
                    label=f"training images as centres: {mean:.1f} ± {err:.1f}")
     ax.errorbar([p["epoch"] for p in points], [p["mean"] for p in points], yerr=[p["stderr"] for p in points],
-                fmt="o-", markersize=4, capsize=2, color="tab:blue", label="this run: mean ± s.e.")
+                fmt="o-", markersize=4, capsize=2, color="tab:blue", label="fastgan: mean ± s.e.")
     ax.set_xlabel("epochs trained")
     ax.set_ylabel("Parzen log-likelihood of the test set")
     ax.grid(True, alpha=0.3)
