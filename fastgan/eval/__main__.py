@@ -44,7 +44,7 @@ def build_parser():
     q.add_argument("--seed", type=int, default=0, help="seed of the noise for the samples (default: %(default)s)")
 
     t = sub.add_parser("train-classifier", help="train the MNIST classifier and cache it (a few minutes)")
-    t.add_argument("--epochs", type=int, default=4,
+    t.add_argument("--epochs", type=int, default=clf.EPOCHS,
                    help="passes over the 60,000 training images (default: %(default)s)")
     t.add_argument("--force", action="store_true", help="retrain even if a valid cached classifier exists")
 

@@ -6,8 +6,11 @@
       → Linear 10                    = the logits; softmax gives p(y|x) for the histogram and the Inception score
 
 Trained on all 60,000 training images with softmax cross-entropy and Adam (lr 1e-3, halved every epoch), batch
-64, 4 epochs, seed 0, by `python -m fastgan.eval train-classifier` (about 5 minutes on one CPU core). Its test
-accuracy must reach 99 % for it to be cached (it gets 99.09 %; 3 epochs gave 99.04 %).
+64, 6 epochs, seed 0, each image moved by a random shift of up to 2 pixels each way every time it is seen, by
+`python -m fastgan.eval train-classifier` (about 5 minutes on 2 CPU cores). Its test accuracy must reach 99 % for
+it to be cached. Without the shifts, 4 epochs gave 99.03–99.09 % on AVX-512 machines and 98.96 % on one without
+(the same seed, but other kernels round differently): too close to the bar. With them it gets 99.13 % after 4
+epochs and 99.20 % after 6 there. The shifts teach it that a digit moved by a pixel is the same digit.
 
 Cache: $FASTGAN_CACHE (default ~/.cache/fastgan)/mnist_classifier.npz, and beside it mnist_classifier.npz.sha256
 (the file's SHA-256, `sha256sum` format). Both are written atomically, the weights first; a missing or
@@ -29,8 +32,9 @@ from fastgan.utils.atomic import atomic_save_npz, atomic_write
 from .runs import isolated_rng
 
 CACHE_NAME = "mnist_classifier.npz"
-VERSION = 1            # bump when the architecture or the recipe changes: old caches are retrained
+VERSION = 2            # bump when the architecture or the recipe changes: old caches are retrained
 MIN_ACCURACY = 0.99    # a classifier below this is not cached
+EPOCHS = 6
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FEATURES = 128
 
@@ -80,13 +84,23 @@ def accuracy(model, images, labels):
     return float(np.mean(probs.argmax(axis=1) == np.asarray(labels)))
 
 
-def train_classifier(images, labels, epochs=4, batch_size=64, lr=1e-3, seed=0, progress=True):
+def random_shift(images, max_shift, rng):
+    """Each image (N, C, H, W) moved by its own (dy, dx) ∈ [−max_shift, max_shift]², zeros shifted in."""
+    if max_shift == 0:
+        return images
+    s, (n, _, h, w) = max_shift, images.shape
+    padded = np.pad(images, ((0, 0), (0, 0), (s, s), (s, s)))
+    dy, dx = rng.integers(0, 2 * s + 1, size=(2, n))  # where each image's window starts in the padded frame
+    return np.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+
+
+def train_classifier(images, labels, epochs=EPOCHS, batch_size=64, lr=1e-3, max_shift=2, seed=0, progress=True):
     """Train a fresh MNISTClassifier on images (N, 1, 28, 28) in [0, 1] with integer labels; returns it."""
     with isolated_rng(seed):  # seeded, and the caller's random stream is left as it was
-        return _train(images, labels, epochs, batch_size, lr, progress)
+        return _train(images, labels, epochs, batch_size, lr, max_shift, progress)
 
 
-def _train(images, labels, epochs, batch_size, lr, progress):
+def _train(images, labels, epochs, batch_size, lr, max_shift, progress):
     from tqdm import tqdm  # only needed while training
 
     model = MNISTClassifier()
@@ -96,13 +110,15 @@ def _train(images, labels, epochs, batch_size, lr, progress):
     for epoch in range(epochs):
         model.train()
         opt.lr = lr * 0.5 ** epoch
-        order = fastgan.random.generator().permutation(len(images))
+        rng = fastgan.random.generator()
+        order = rng.permutation(len(images))
         bar = tqdm(range(steps), desc=f"classifier epoch {epoch + 1}/{epochs}", unit="step", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
         for i in bar:
             batch = order[i * batch_size:(i + 1) * batch_size]
             opt.zero_grad()
-            loss = F.cross_entropy(model(fastgan.tensor(images[batch])), labels[batch])
+            x = random_shift(images[batch], max_shift, rng)
+            loss = F.cross_entropy(model(fastgan.tensor(x)), labels[batch])
             loss.backward()
             opt.step()
             if i % 50 == 0:
@@ -170,7 +186,7 @@ def load_classifier(path=None):
     return model, test_accuracy
 
 
-def train_and_cache(path=None, mnist=None, epochs=4, progress=True, log=print):
+def train_and_cache(path=None, mnist=None, epochs=EPOCHS, progress=True, log=print):
     """Train on all 60,000 training images, check the test accuracy, cache; returns (model, test_accuracy)."""
     from fastgan.data import load_mnist
     from fastgan.data.mnist import mnist_to_float
