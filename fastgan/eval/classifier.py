@@ -107,10 +107,10 @@ def _train(images, labels, epochs, batch_size, lr, max_shift, progress):
     opt = optim.Adam(model.parameters(), lr=lr)
     labels = np.asarray(labels, dtype=np.int64)
     steps = len(images) // batch_size
+    rng = fastgan.random.generator()  # the seeded stream: the order of the images and their shifts
     for epoch in range(epochs):
         model.train()
         opt.lr = lr * 0.5 ** epoch
-        rng = fastgan.random.generator()
         order = rng.permutation(len(images))
         bar = tqdm(range(steps), desc=f"classifier epoch {epoch + 1}/{epochs}", unit="step", disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
