@@ -5,7 +5,8 @@ A run folder holds:
     real_samples.png             a grid of training images
     fake_samples_epoch_NNN.png   64 samples from one fixed noise batch, after every epoch
     metrics.jsonl                one JSON line per logged step (and one per finished epoch, with its time)
-    losses.png                   Loss_D and Loss_G (and D's outputs) against the step
+    losses.png                   Loss_D and Loss_G (and D's outputs) against the step (redrawn after an epoch,
+                                 at most once a minute, and always after the last)
     checkpoint.pkl               G, D, both optimisers and the RNG state, written atomically after every epoch
     quality.json, quality.txt    the classifier-based sample quality at the end (if the MNIST classifier is cached)
     mnist_fid.png                MNIST-FID against the epoch (with --eval-every N)
@@ -39,6 +40,7 @@ from fastgan.utils.plots import plot_losses
 DEFAULT_EPOCHS = 5
 CHECKPOINT = "checkpoint.pkl"
 METRICS = "metrics.jsonl"
+LOSS_PLOT_INTERVAL_S = 60  # drawing losses.png takes about a second: a run of short epochs redraws it less often
 # Settings that define the run; on --resume they come from the checkpoint (only --epochs may be raised).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
                 "limit", "data_dir", "log_every", "eval_every", "eval_samples")
@@ -193,6 +195,7 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
 
     batch, epochs = config["batch_size"], config["epochs"]
     iters = len(images) // batch  # every step sees a full batch
+    last_plot = -math.inf
     for epoch in range(start_epoch, epochs):
         G.train(), D.train()
         order = fastgan.random.generator().permutation(len(images))
@@ -228,7 +231,9 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
             samples = G(fixed_noise).numpy()
         save_image_grid(samples, os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"),
                         value_range=recipe.value_range)
-        plot_losses(metrics_path, os.path.join(run_dir, "losses.png"), title=f"{config['model']} on MNIST")
+        if epoch + 1 == epochs or time.monotonic() - last_plot >= LOSS_PLOT_INTERVAL_S:
+            plot_losses(metrics_path, os.path.join(run_dir, "losses.png"), title=f"{config['model']} on MNIST")
+            last_plot = time.monotonic()
         if not dry_run:  # before the checkpoint: the metrics lines it counts include the quality record
             quality.after_epoch(G, recipe, epoch, epoch + 1 == epochs, metrics_path)
         if not dry_run:
