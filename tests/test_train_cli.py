@@ -75,9 +75,13 @@ def test_dry_run_and_bad_arguments(tmp_path, capsys):
 def test_loss_plot_is_redrawn_at_most_once_per_interval_and_after_the_last_epoch(tmp_path, monkeypatch, interval,
                                                                                  drawn_after):
     drawn, real_plot = [], train.plot_losses
+
+    def counting_plot(path, *args, **kwargs):
+        with open(path) as f:
+            drawn.append(sum('"epoch_end"' in line for line in f))  # the epochs finished when it is drawn
+        return real_plot(path, *args, **kwargs)
     monkeypatch.setattr(train, "LOSS_PLOT_INTERVAL_S", interval)
-    monkeypatch.setattr(train, "plot_losses", lambda path, *a, **k: (
-        drawn.append(sum('"epoch_end"' in line for line in open(path))), real_plot(path, *a, **k))[1])
+    monkeypatch.setattr(train, "plot_losses", counting_plot)
     out = str(tmp_path / "run")
     assert run("--epochs", "3", "--out", out) == 0
     assert drawn == drawn_after and os.path.exists(os.path.join(out, "losses.png"))
