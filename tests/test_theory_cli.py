@@ -53,6 +53,7 @@ def test_ring_sweep_writes_runs_table_and_pictures_and_resumes(tmp_path, capsys)
     assert no_temp_files(tmp_path)
     out = capsys.readouterr().out
     assert "× a vanilla step" in out
+    assert "ms per iteration" in table
 
     before = os.path.getmtime(run / "result.json")
     assert ring(tmp_path) == 0                     # the same sweep again: every run is reused
@@ -83,4 +84,6 @@ def test_bad_settings_are_refused(tmp_path, capsys):
     assert ring(tmp_path / "a", "--unroll", "-1") == 2
     assert "--unroll must be ≥ 0" in capsys.readouterr().err
     assert main(["ring", "--out", str(tmp_path / "b"), "--iters", "0", "--seeds", "0"]) == 2
-    assert "--seeds must be ≥ 1" in capsys.readouterr().err
+    assert "--seeds and --snapshot-every must be ≥ 1" in capsys.readouterr().err
+    assert ring(tmp_path / "c", "--lr-g", "0") == 2
+    assert "--lr-g must be positive, got 0.0" in capsys.readouterr().err

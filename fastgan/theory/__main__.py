@@ -92,6 +92,9 @@ def _write_json(path, obj):
 
 
 def cmd_optimal_d(args, out):
+    if args.d_steps < 1 or args.g_steps < 0 or args.d_steps_per_g < 1:
+        raise ValueError(f"--d-steps and --d-steps-per-g must be ≥ 1 and --g-steps ≥ 0, got {args.d_steps}, "
+                         f"{args.d_steps_per_g} and {args.g_steps}")
     config = dataclasses.replace(OptimalDConfig(), d_steps=args.d_steps, g_steps=args.g_steps,
                                  d_steps_per_g=args.d_steps_per_g, g_loss=args.g_loss, seed=args.seed)
     fixed = fixed_g_experiment(config)
@@ -124,12 +127,12 @@ def cmd_g_losses(args, out):
 
 
 def cmd_ring(args, out):
-    snapshots = tuple(range(0, args.iters + 1, max(args.snapshot_every, 1)))
+    if args.seeds < 1 or args.snapshot_every < 1:
+        raise ValueError(f"--seeds and --snapshot-every must be ≥ 1, got {args.seeds} and {args.snapshot_every}")
+    snapshots = tuple(range(0, args.iters + 1, args.snapshot_every))
     base = ToyRunConfig(data=args.command, unroll_mode=args.unroll_mode, iters=args.iters,
                         batch_size=args.batch_size, nz=args.nz, lr_d=args.lr_d, lr_g=args.lr_g, beta1=args.beta1,
                         g_loss=args.g_loss, snapshots=snapshots, log_every=args.log_every)
-    if args.seeds < 1:
-        raise ValueError(f"--seeds must be ≥ 1, got {args.seeds}")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results = run_sweep(base, args.unroll, seeds, out, progress=not args.no_progress)
     figure_seed = args.first_seed if args.figure_seed is None else args.figure_seed

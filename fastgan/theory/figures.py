@@ -31,7 +31,7 @@ def _densities_and_d(ax, x, p_data, p_g, d, d_star, legend=True):
     ax.plot(x, p_g, color=G_COLOR, linewidth=1.2, label="p_g")
     ax.plot(x, d, color=D_COLOR, linewidth=1.6, label="D(x), trained")
     ax.plot(x, d_star, color=D_COLOR, linestyle=":", linewidth=1.6, label="D*(x) = p_data/(p_data + p_g)")
-    ax.set_ylim(-0.02, 1.05)
+    ax.set_ylim(-0.02, max(1.05, 1.05 * float(np.max(p_g)), 1.05 * float(np.max(p_data))))
     ax.grid(True, alpha=0.3)
     if legend:
         ax.legend(loc="upper left", fontsize=7)

@@ -4,8 +4,9 @@
                  folder that already holds a finished run of the same settings is reused, so a sweep resumes
     summarise    per variant: modes covered, % high quality and KL to uniform, mean ± std over seeds (std with
                  ddof = 1), how many seeds covered every mode, seconds per run and ms per iteration
-    OUT/<data>_table.md, OUT/<data>_summary.json, OUT/<data>_snapshots.png (one row per variant, one column per
-    snapshot, of one seed), OUT/<data>_final_seeds.png (one row per variant, the last samples of every seed)
+    OUT/<data>_table.md (the table and the speed), OUT/<data>_summary.json, OUT/<data>_snapshots.png (one row per
+    variant, one column per snapshot, of one seed), OUT/<data>_final_seeds.png (one row per variant, the last
+    samples of every seed)
 """
 import dataclasses
 import json
@@ -41,7 +42,8 @@ def variant_label(config):
 
 def run_sweep(base, unrolls, seeds, out_root, progress=True, log=print):
     """Train (or reuse) every run; returns {unroll: [result per seed]}. base: a ToyRunConfig."""
-    configs = [dataclasses.replace(base, unroll=k, seed=s) for k in unrolls for s in seeds]
+    # seed by seed, every variant of a seed together: a sweep cut short still compares like with like
+    configs = [dataclasses.replace(base, unroll=k, seed=s) for s in seeds for k in unrolls]
     for config in configs:                     # every setting and folder checked before the first run starts
         config.check()
         folder = os.path.join(out_root, config.name)
@@ -125,7 +127,8 @@ def _write_text(path, text):
 def write_report(results, out_root, data, figure_seed=0):
     """The table, the summary and the two pictures of a finished sweep; returns the rows."""
     rows = summarise(results)
-    _write_text(os.path.join(out_root, f"{data}_table.md"), table_markdown(rows, data))
+    speed = "".join(f"- {line}\n" for line in speed_lines(rows))
+    _write_text(os.path.join(out_root, f"{data}_table.md"), table_markdown(rows, data) + "\n" + speed)
     _write_text(os.path.join(out_root, f"{data}_summary.json"), json.dumps(rows, indent=1) + "\n")
     dataset = TOY_2D[data]()
     snapshot_rows, final_rows = [], []
