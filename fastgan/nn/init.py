@@ -28,14 +28,16 @@ def fan_in(weight):
 
 
 def dcgan_init(module):
-    """The DCGAN recipe: conv and conv-transpose weights ~ N(0, 0.02); batch-norm γ ~ N(1, 0.02), β = 0."""
+    """The DCGAN recipe: conv and conv-transpose weights ~ N(0, 0.02); batch-norm γ ~ N(1, 0.02), β = 0 (virtual
+    batch norm too, as improved-gan initialises it)."""
+    from .gan_layers import VirtualBatchNorm2d
     from .layers import BatchNorm1d, BatchNorm2d, Conv2d, ConvTranspose2d
     for m in module.modules():
         if isinstance(m, (Conv2d, ConvTranspose2d)):
             normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 constant_(m.bias, 0.0)
-        elif isinstance(m, (BatchNorm1d, BatchNorm2d)) and m.weight is not None:
+        elif isinstance(m, (BatchNorm1d, BatchNorm2d, VirtualBatchNorm2d)) and m.weight is not None:
             normal_(m.weight, 1.0, 0.02)
             constant_(m.bias, 0.0)
     return module
