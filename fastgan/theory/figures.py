@@ -109,19 +109,19 @@ def _scatter(ax, samples, modes, limit):
 
 
 def plot_snapshot_grid(rows, modes, path, limit=3.0, column_title="iter {:,}"):
-    """One row per variant, one column per snapshot: rows = [(label, column keys, samples (S, N, 2))], each column
-    titled column_title.format(key) (the iteration, or the seed)."""
-    columns = max(len(iters) for _, iters, _ in rows)
-    fig = _figure(1.9 * columns, 1.9 * len(rows) + 0.3)
+    """One row per variant, one column per snapshot: rows = [(label, column keys, samples (S, N, 2), captions)],
+    each column titled column_title.format(key) (the iteration, or the seed), each panel captioned below."""
+    columns = max(len(keys) for _, keys, _, _ in rows)
+    fig = _figure(1.9 * columns, 2.05 * len(rows) + 0.3)
     axes = fig.subplots(len(rows), columns, squeeze=False)
-    for r, (label, iters, samples) in enumerate(rows):
+    for r, (label, keys, samples, captions) in enumerate(rows):
         for c in range(columns):
             ax = axes[r, c]
-            if c >= len(iters):
+            if c >= len(keys):
                 ax.axis("off")
                 continue
             _scatter(ax, samples[c], modes, limit)
-            if r == 0 or list(iters) != list(rows[0][1]):
-                ax.set_title(column_title.format(iters[c]), fontsize=8)
+            ax.set_title(column_title.format(keys[c]), fontsize=8)
+            ax.set_xlabel(captions[c], fontsize=7)
         axes[r, 0].set_ylabel(label, fontsize=8)
     return _save(fig, path)

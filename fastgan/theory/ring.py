@@ -19,6 +19,7 @@ from fastgan.data.toy import TOY_2D
 from fastgan.utils.atomic import atomic_write
 
 from . import figures
+from .modes import mode_coverage
 from .toy_run import RESULT, ToyRunConfig, finished_result, train_toy_gan
 
 # Published rows on the ring with the same metric (2,500 samples, 3σ); "" where the source gives no number here.
@@ -84,7 +85,7 @@ def summarise(results):
                              "high_quality": r["high_quality"], "kl_to_uniform": r["kl_to_uniform"]} for r in runs]}
         for key in ("modes_covered", "high_quality", "kl_to_uniform", "train_seconds", "ms_per_iter",
                     "cpu_ms_per_iter"):
-            row[key] = _mean_std([r[key] for r in runs])
+            row[key] = _mean_std([r.get(key, math.nan) for r in runs])
         rows.append(row)
     return rows
 
@@ -131,20 +132,25 @@ def write_report(results, out_root, data, figure_seed=0):
     _write_text(os.path.join(out_root, f"{data}_table.md"), table_markdown(rows, data) + "\n" + speed)
     _write_text(os.path.join(out_root, f"{data}_summary.json"), json.dumps(rows, indent=1) + "\n")
     dataset = TOY_2D[data]()
+
+    def caption(samples):
+        report = mode_coverage(samples, dataset.modes, dataset.std)
+        return f"{report.modes_covered} modes, {100 * report.high_quality:.0f} % HQ"
+
     snapshot_rows, final_rows = [], []
     for unroll, runs in results.items():
         label = variant_label(_config_of(runs[0]))
         by_seed = {r["config"]["seed"]: r for r in runs}
         seed = figure_seed if figure_seed in by_seed else min(by_seed)
         snapshots = np.load(os.path.join(out_root, _config_of(by_seed[seed]).name, "snapshots.npz"))
-        snapshot_rows.append((f"{label}\nseed {seed}", snapshots["iters"].tolist(), snapshots["samples"]))
+        snapshot_rows.append((f"{label}\nseed {seed}", snapshots["iters"].tolist(), snapshots["samples"],
+                              [caption(s) for s in snapshots["samples"]]))
         finals = [np.load(os.path.join(out_root, _config_of(r).name, "snapshots.npz"))["samples"][-1] for r in runs]
-        final_rows.append((label, [r["config"]["seed"] for r in runs], np.stack(finals)))
+        final_rows.append((f"{label}\nlast iteration", [r["config"]["seed"] for r in runs], finals,
+                           [caption(s) for s in finals]))
     limit = PLOT_LIMIT.get(data, 3.0)
     figures.plot_snapshot_grid(snapshot_rows, dataset.modes, os.path.join(out_root, f"{data}_snapshots.png"), limit)
-    figures.plot_snapshot_grid([(f"{label}\nseeds, last iteration", seeds, samples)
-                                for label, seeds, samples in final_rows],
-                               dataset.modes, os.path.join(out_root, f"{data}_final_seeds.png"), limit,
+    figures.plot_snapshot_grid(final_rows, dataset.modes, os.path.join(out_root, f"{data}_final_seeds.png"), limit,
                                column_title="seed {}")
     return rows
 
