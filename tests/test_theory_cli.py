@@ -87,3 +87,23 @@ def test_bad_settings_are_refused(tmp_path, capsys):
     assert "--seeds and --snapshot-every must be ≥ 1" in capsys.readouterr().err
     assert ring(tmp_path / "c", "--lr-g", "0") == 2
     assert "--lr-g must be positive, got 0.0" in capsys.readouterr().err
+
+
+def test_more_iterations_continue_a_finished_run_exactly(tmp_path, capsys):
+    def run(out, iters):
+        return main(["ring", "--out", str(out), "--iters", str(iters), "--snapshot-every", "3", "--seeds", "1",
+                     "--unroll", "2", "--batch-size", "16", "--nz", "8", "--log-every", "1", "--no-progress"])
+
+    assert run(tmp_path / "straight", 6) == 0
+    assert run(tmp_path / "extended", 3) == 0
+    assert run(tmp_path / "extended", 6) == 0
+    assert "going on from the 3 iterations" in capsys.readouterr().out
+    a, b = (tmp_path / name / "ring-unroll2-first-order-seed0" for name in ("straight", "extended"))
+    for name in ("snapshots.npz", "state.npz"):
+        x, y = np.load(a / name), np.load(b / name)
+        assert sorted(x.files) == sorted(y.files)
+        for key in x.files:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+    ra, rb = (json.load(open(folder / "result.json")) for folder in (a, b))
+    assert (ra["modes_covered"], ra["counts"], ra["config"]) == (rb["modes_covered"], rb["counts"], rb["config"])
+    assert open(a / "metrics.jsonl").read() == open(b / "metrics.jsonl").read()

@@ -1,7 +1,8 @@
 """Mode collapse on the ring (and the grid): vanilla and unrolled GANs over several seeds, the table and pictures.
 
     sweep        every (variant, seed) run into OUT/<data>-<variant>-seed<k>/ (fastgan/theory/toy_run.py); a run
-                 folder that already holds a finished run of the same settings is reused, so a sweep resumes
+                 folder that already holds a finished run of the same settings is reused, so a sweep resumes, and
+                 one that holds a shorter run of the same settings is continued to the new --iters
     summarise    per variant: modes covered, % high quality and KL to uniform, mean ± std over seeds (std with
                  ddof = 1), how many seeds covered every mode, seconds per run and ms per iteration
     OUT/<data>_table.md (the table and the speed), OUT/<data>_summary.json, OUT/<data>_snapshots.png (one row per
@@ -20,7 +21,7 @@ from fastgan.utils.atomic import atomic_write
 
 from . import figures
 from .modes import mode_coverage
-from .toy_run import RESULT, ToyRunConfig, finished_result, train_toy_gan
+from .toy_run import RESULT, ToyRunConfig, extendable_result, finished_result, train_toy_gan
 
 # Published rows on the ring with the same metric (2,500 samples, 3σ); "" where the source gives no number here.
 PUBLISHED_RING = (
@@ -48,13 +49,17 @@ def run_sweep(base, unrolls, seeds, out_root, progress=True, log=print):
     for config in configs:                     # every setting and folder checked before the first run starts
         config.check()
         folder = os.path.join(out_root, config.name)
-        if os.path.exists(os.path.join(folder, RESULT)) and finished_result(folder, config) is None:
+        if os.path.exists(os.path.join(folder, RESULT)) and finished_result(folder, config) is None \
+                and extendable_result(folder, config) is None:
             raise SweepError(f"{folder} holds a run with other settings; choose another --out or remove it")
     results = {}
     for config in configs:
         folder = os.path.join(out_root, config.name)
         result = finished_result(folder, config)
         if result is None:
+            earlier = extendable_result(folder, config)
+            if earlier is not None:
+                log(f"{config.name}: going on from the {earlier['config']['iters']:,} iterations in {folder}")
             result = train_toy_gan(config, folder, progress)
             log(f"{config.name}: {result['modes_covered']} modes, {100 * result['high_quality']:.1f} % high "
                 f"quality, KL {result['kl_to_uniform']:.3f}, {result['train_seconds']:.0f} s "

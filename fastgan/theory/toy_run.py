@@ -14,6 +14,8 @@ The run folder:
     config.json      the settings
     metrics.jsonl    losses and D's outputs every --log-every iterations; the mode metric at every snapshot
     snapshots.npz    `iters` (S,) and `samples` (S, 2500, 2): G's samples of one fixed noise batch at each snapshot
+    state.npz        weights, Adam moments, the fixed noise and the RNG state at the end (arrays only, no pickle):
+                     asking for more --iters with the same settings goes on from here, exactly
     result.json      the final mode metric (fastgan/theory/modes.py), seconds of training, ms per iteration (wall
                      clock, and CPU time of this process: on a shared machine the second is the steadier)
 metrics.jsonl is a log, appended as the run goes; the other files are written atomically, result.json last, so a
@@ -21,6 +23,7 @@ folder with it holds a finished run.
 """
 import dataclasses
 import json
+import math
 import os
 import time
 
@@ -32,13 +35,13 @@ from fastgan import optim
 from fastgan.data.toy import TOY_2D
 from fastgan.gan import G_LOSSES
 from fastgan.models.toy import toy_gan
-from fastgan.random import generator
+from fastgan.random import generator, get_rng_state, set_rng_state
 from fastgan.utils.atomic import atomic_save_npz, atomic_write
 
 from .modes import SAMPLES, mode_coverage
 from .unrolled import UNROLL_MODES, check_unroll_mode, make_look_ahead, unrolled_step
 
-RESULT = "result.json"
+RESULT, STATE = "result.json", "state.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,18 +106,68 @@ def _write_json(path, obj):
         f.write("\n")
 
 
-def finished_result(out_dir, config):
-    """The result of a finished run of exactly this config in out_dir, else None (so a sweep can be resumed)."""
+def _saved_result(out_dir):
     try:
         with open(os.path.join(out_dir, RESULT), encoding="utf-8") as f:
             result = json.load(f)
     except (OSError, ValueError):
         return None
-    return result if isinstance(result, dict) and result.get("config") == config.as_dict() else None
+    return result if isinstance(result, dict) and isinstance(result.get("config"), dict) else None
+
+
+def finished_result(out_dir, config):
+    """The result of a finished run of exactly this config in out_dir, else None (so a sweep can be resumed)."""
+    result = _saved_result(out_dir)
+    return result if result is not None and result["config"] == config.as_dict() else None
+
+
+def _same_but_longer(saved, config):
+    """Is `config` the saved run's config with more iterations (and the snapshots that go with them)?"""
+    wanted = config.as_dict()
+    others = [k for k in wanted if k not in ("iters", "snapshots")]
+    return all(saved.get(k) == wanted[k] for k in others) and saved.get("iters", math.inf) < config.iters
+
+
+def extendable_result(out_dir, config):
+    """The result of a shorter run of the same settings in out_dir, with its saved state, else None."""
+    result = _saved_result(out_dir)
+    if result is None or not os.path.exists(os.path.join(out_dir, STATE)):
+        return None
+    return result if _same_but_longer(result["config"], config) else None
+
+
+def _save_state(path, models, optimizers, fixed_z):
+    """Everything a run needs to go on exactly: weights, Adam moments and steps, the fixed noise, the RNG."""
+    arrays = {"fixed_z": fixed_z.numpy(), "rng": np.array(json.dumps(get_rng_state()))}
+    for name, module in models.items():
+        arrays.update({f"{name}.{k}": v for k, v in module.state_dict().items()})
+    for name, opt in optimizers.items():
+        for i, state in enumerate(opt.state_dict()["state"]):
+            arrays.update({f"{name}.{i}.{k}": np.asarray(v) for k, v in state.items()})
+    atomic_save_npz(path, **arrays)
+
+
+def _load_state(path, models, optimizers):
+    """Restore what _save_state wrote (no pickle); returns the fixed noise."""
+    with np.load(path, allow_pickle=False) as saved:
+        for name, module in models.items():
+            module.load_state_dict({k: saved[f"{name}.{k}"] for k in module.state_dict()})
+        for name, opt in optimizers.items():
+            state = opt.state_dict()
+            state["state"] = [{k: (int(saved[key]) if k == "step" else saved[key])
+                               for k in ("step", "exp_avg", "exp_avg_sq") if (key := f"{name}.{i}.{k}") in saved}
+                              for i in range(len(opt.params))]
+            opt.load_state_dict(state)
+        set_rng_state(json.loads(str(saved["rng"])))
+        return fastgan.Tensor(saved["fixed_z"])
 
 
 def train_toy_gan(config, out_dir, progress=True):
-    """Train one run (config: ToyRunConfig) into out_dir; returns the result dict also written to result.json."""
+    """Train one run (config: ToyRunConfig) into out_dir; returns the result dict also written to result.json.
+
+    If out_dir holds a finished shorter run of the same settings, it goes on from there to config.iters, with
+    exactly the result an uninterrupted run of config.iters would have had.
+    """
     config.check()
     fastgan.manual_seed(config.seed)
     data = TOY_2D[config.data]()
@@ -124,20 +177,29 @@ def train_toy_gan(config, out_dir, progress=True):
     look_ahead = make_look_ahead(D, opt_d, config.unroll_mode) if config.unroll else None
     fixed_z = normal_noise(SAMPLES, config.nz)
     snapshots = config.as_dict()["snapshots"]
+    models, optimizers = {"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
 
+    kept_iters, kept_samples, report, train_seconds, train_cpu_seconds = [], [], None, 0.0, 0.0
+    first, earlier = 0, extendable_result(out_dir, config)
+    if earlier is not None:                                    # go on from the shorter run
+        fixed_z = _load_state(os.path.join(out_dir, STATE), models, optimizers)
+        first = earlier["config"]["iters"]
+        with np.load(os.path.join(out_dir, "snapshots.npz")) as saved:
+            kept_iters, kept_samples = saved["iters"].tolist(), list(saved["samples"])
+        train_seconds = earlier["train_seconds"]
+        train_cpu_seconds = earlier["cpu_ms_per_iter"] * first / 1e3
     os.makedirs(out_dir, exist_ok=True)
     _write_json(os.path.join(out_dir, "config.json"), config.as_dict())
-    kept_iters, kept_samples, report, train_seconds, train_cpu_seconds = [], [], None, 0.0, 0.0
-    with open(os.path.join(out_dir, "metrics.jsonl"), "w", encoding="utf-8") as log, \
-            tqdm(total=config.iters, desc=config.name, disable=not progress, mininterval=5) as bar:
-        for it in range(config.iters + 1):
-            if it in snapshots:                               # G's samples after `it` updates
+    with open(os.path.join(out_dir, "metrics.jsonl"), "a" if first else "w", encoding="utf-8") as log, \
+            tqdm(initial=first, total=config.iters, desc=config.name, disable=not progress, mininterval=5) as bar:
+        for it in range(first, config.iters + 1):
+            if it in snapshots and it not in kept_iters:       # G's samples after `it` updates
                 with fastgan.no_grad():
                     samples = G(fixed_z).numpy()
-                report = mode_coverage(samples, data.modes, data.std)
                 kept_iters.append(it)
                 kept_samples.append(samples)
-                log.write(json.dumps({"iter": it, "event": "snapshot", **report.as_dict()}) + "\n")
+                log.write(json.dumps({"iter": it, "event": "snapshot",
+                                      **mode_coverage(samples, data.modes, data.std).as_dict()}) + "\n")
                 log.flush()
             if it == config.iters:
                 break
@@ -151,8 +213,11 @@ def train_toy_gan(config, out_dir, progress=True):
                 log.write(json.dumps({"iter": it, **stats}) + "\n")
             bar.update()
 
+    with fastgan.no_grad():
+        report = mode_coverage(G(fixed_z).numpy(), data.modes, data.std)   # the final samples (a snapshot too)
     atomic_save_npz(os.path.join(out_dir, "snapshots.npz"), iters=np.array(kept_iters),
                     samples=np.stack(kept_samples).astype(np.float32))
+    _save_state(os.path.join(out_dir, STATE), models, optimizers, fixed_z)
     iters = max(config.iters, 1)
     result = {"config": config.as_dict(), **report.as_dict(), "train_seconds": round(train_seconds, 3),
               "ms_per_iter": round(1e3 * train_seconds / iters, 3),
