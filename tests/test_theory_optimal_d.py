@@ -54,5 +54,5 @@ def test_learned_affine_g_moves_towards_p_data():
     result = od.learning_experiment(config, snapshots=(0, None))
     curves = result["curves"]
     assert [f["g_step"] for f in result["frames"]] == [0, 40]
-    assert curves["c_of_g"][-1] < curves["c_of_g"][0] - 0.05          # JSD falls as G learns
-    assert abs(curves["loc"][-1] - config.data_loc) < abs(config.g_loc - config.data_loc) - 0.5
+    assert curves["c_of_g"][-1] < curves["c_of_g"][0] - 0.1           # JSD falls as G learns
+    assert curves["loc"][-1] > config.g_loc + 0.3                       # p_g moves towards p_data
