@@ -99,8 +99,8 @@ def plot_g_losses(curves, path):
 
 
 def _scatter(ax, samples, modes, limit):
-    ax.scatter(samples[:, 0], samples[:, 1], s=2, color=G_COLOR, alpha=0.35, linewidths=0)
-    ax.scatter(modes[:, 0], modes[:, 1], s=12, color="black", marker="x", linewidths=0.8)
+    ax.scatter(modes[:, 0], modes[:, 1], s=40, color="tab:red", marker="+", linewidths=0.6, zorder=1)
+    ax.scatter(samples[:, 0], samples[:, 1], s=2, color=G_COLOR, alpha=0.35, linewidths=0, zorder=2)
     ax.set_xlim(-limit, limit)
     ax.set_ylim(-limit, limit)
     ax.set_aspect("equal")
