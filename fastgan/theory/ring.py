@@ -6,8 +6,8 @@
     summarise    per variant: modes covered, % high quality and KL to uniform, mean ± std over seeds (std with
                  ddof = 1), how many seeds covered every mode, seconds per run and ms per iteration
     OUT/<data>_table.md (the table and the speed), OUT/<data>_summary.json, OUT/<data>_snapshots.png (one row per
-    variant, one column per snapshot, of one seed), OUT/<data>_final_seeds.png (one row per variant, the last
-    samples of every seed)
+    variant, one column per snapshot — at most five, evenly spread — of one seed), OUT/<data>_final_seeds.png
+    (one row per variant, the last samples of every seed)
 """
 import dataclasses
 import json
@@ -32,6 +32,7 @@ PUBLISHED_RING = (
     ("PacGAN2", "7.9", "95.6", "PacGAN paper"),
 )
 PLOT_LIMIT = {"ring": 3.0, "grid": 6.0}
+FIGURE_COLUMNS = 5   # the snapshot picture shows at most this many snapshots, evenly spread, first and last among them
 
 
 class SweepError(RuntimeError):
@@ -148,8 +149,10 @@ def write_report(results, out_root, data, figure_seed=0):
         by_seed = {r["config"]["seed"]: r for r in runs}
         seed = figure_seed if figure_seed in by_seed else min(by_seed)
         snapshots = np.load(os.path.join(out_root, _config_of(by_seed[seed]).name, "snapshots.npz"))
-        snapshot_rows.append((f"{label}\nseed {seed}", snapshots["iters"].tolist(), snapshots["samples"],
-                              [caption(s) for s in snapshots["samples"]]))
+        shown = np.unique(np.linspace(0, len(snapshots["iters"]) - 1, FIGURE_COLUMNS).round().astype(int))
+        samples = snapshots["samples"][shown]
+        snapshot_rows.append((f"{label}\nseed {seed}", snapshots["iters"][shown].tolist(), samples,
+                              [caption(s) for s in samples]))
         finals = [np.load(os.path.join(out_root, _config_of(r).name, "snapshots.npz"))["samples"][-1] for r in runs]
         final_rows.append((f"{label}\nlast iteration", [r["config"]["seed"] for r in runs], finals,
                            [caption(s) for s in finals]))
