@@ -63,7 +63,7 @@ def build_parser():
                         help="first-order (G's gradient treats the unrolled D as constant) or exact (through the "
                              "unrolled steps; needs higher-order autograd, not available yet) (default: %(default)s)")
         rp.add_argument("--iters", type=int, default=r.iters, help="training iterations (default: %(default)s)")
-        rp.add_argument("--snapshot-every", type=int, default=5000,
+        rp.add_argument("--snapshot-every", type=int, default=2500,
                         help="keep G's samples every N iterations for the pictures (default: %(default)s)")
         rp.add_argument("--batch-size", type=int, default=r.batch_size, help="(default: %(default)s)")
         rp.add_argument("--nz", type=int, default=r.nz, help="size of z (default: %(default)s)")

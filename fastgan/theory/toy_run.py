@@ -60,7 +60,7 @@ class ToyRunConfig:
     beta2: float = 0.999
     eps: float = 1e-8
     g_loss: str = "minimax"
-    snapshots: tuple = (0, 5000, 10000, 15000, 20000)   # iterations after which G's samples are kept
+    snapshots: tuple = tuple(range(0, 20001, 2500))   # iterations after which G's samples are kept
     log_every: int = 100
 
     def check(self):
