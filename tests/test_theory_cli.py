@@ -96,6 +96,9 @@ def test_more_iterations_continue_a_finished_run_exactly(tmp_path, capsys):
 
     assert run(tmp_path / "straight", 6) == 0
     assert run(tmp_path / "extended", 3) == 0
+    log = tmp_path / "extended" / "ring-unroll2-first-order-seed0" / "metrics.jsonl"
+    with open(log, "a") as f:                    # as if an earlier attempt to go on had been killed mid-way
+        f.write('{"iter": 3, "loss_d": 1.0}\n{"iter": 4, "loss')
     assert run(tmp_path / "extended", 6) == 0
     assert "going on from the 3 iterations" in capsys.readouterr().out
     a, b = (tmp_path / name / "ring-unroll2-first-order-seed0" for name in ("straight", "extended"))

@@ -162,6 +162,21 @@ def _load_state(path, models, optimizers):
         return fastgan.Tensor(saved["fixed_z"])
 
 
+def _keep_log_until(path, first):
+    """Drop the log lines of iterations from `first` on (left by an earlier attempt to go on that was cut short)."""
+    kept = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue                                       # a line cut short by a killed run
+            if record.get("iter", math.inf) < first or (record.get("event") == "snapshot" and record["iter"] == first):
+                kept.append(line)
+    with atomic_write(path, "w") as f:
+        f.writelines(kept)
+
+
 def train_toy_gan(config, out_dir, progress=True):
     """Train one run (config: ToyRunConfig) into out_dir; returns the result dict also written to result.json.
 
@@ -188,6 +203,7 @@ def train_toy_gan(config, out_dir, progress=True):
             kept_iters, kept_samples = saved["iters"].tolist(), list(saved["samples"])
         train_seconds = earlier["train_seconds"]
         train_cpu_seconds = earlier["cpu_ms_per_iter"] * first / 1e3
+        _keep_log_until(os.path.join(out_dir, "metrics.jsonl"), first)
     os.makedirs(out_dir, exist_ok=True)
     _write_json(os.path.join(out_dir, "config.json"), config.as_dict())
     with open(os.path.join(out_dir, "metrics.jsonl"), "a" if first else "w", encoding="utf-8") as log, \
