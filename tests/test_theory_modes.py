@@ -30,7 +30,8 @@ def test_one_mode_is_full_collapse():
 
 def test_off_mode_noise_is_neither_quality_nor_coverage():
     rng = np.random.default_rng(0)
-    between = 2 * np.stack([np.cos(np.pi / 8 + np.pi / 4 * np.arange(8)), np.sin(np.pi / 8 + np.pi / 4 * np.arange(8))], 1)
+    angles = np.pi / 8 + np.pi / 4 * np.arange(8)              # half-way between neighbouring modes
+    between = 2 * np.stack([np.cos(angles), np.sin(angles)], 1)
     samples = np.concatenate([rng.uniform(-0.5, 0.5, (500, 2)), np.repeat(between, 10, axis=0)])
     r = mode_coverage(samples, RING.modes, RING.std)
     assert (r.modes_covered, r.high_quality, sum(r.counts)) == (0, 0.0, 0)

@@ -148,7 +148,8 @@ def test_first_order_g_gradient_matches_torch(unroll):
 
 
 def test_exact_mode_is_refused_with_a_clear_error():
-    with pytest.raises(UnrollModeUnavailable, match=r"--unroll-mode exact .*create_graph=True.*use --unroll-mode first-order"):
+    refusal = r"--unroll-mode exact .*create_graph=True.*use --unroll-mode first-order"
+    with pytest.raises(UnrollModeUnavailable, match=refusal):
         check_unroll_mode("exact")
     with pytest.raises(ValueError, match="unknown unroll mode 'second-order'"):
         check_unroll_mode("second-order")

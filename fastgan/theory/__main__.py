@@ -42,7 +42,8 @@ def build_parser():
     _common(od, "optimal-d")
     od.add_argument("--d-steps", type=int, default=d.d_steps,
                     help="D's Adam steps against a fixed G (default: %(default)s)")
-    od.add_argument("--g-steps", type=int, default=d.g_steps, help="G's steps in the learning run (default: %(default)s)")
+    od.add_argument("--g-steps", type=int, default=d.g_steps,
+                    help="G's steps in the learning run (default: %(default)s)")
     od.add_argument("--d-steps-per-g", type=int, default=d.d_steps_per_g,
                     help="D's steps before each G step (default: %(default)s)")
     od.add_argument("--g-loss", choices=G_LOSSES, default=d.g_loss, help="G's cost (default: %(default)s)")
