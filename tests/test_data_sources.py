@@ -26,6 +26,7 @@ def test_to_float_per_batch_is_the_whole_conversion_and_matches_mnist_to_float()
     edges = ImageSet(np.array([0, 255], np.uint8).reshape(2, 1, 1, 1), "edges").to_float((-1, 1))
     assert edges.ravel().tolist() == [-1.0, 1.0]
     assert len(data.head(3)) == 3 and data.head(None) is data and data.head(99) is data
+    assert ImageSet(pixels, "ten", fingerprint="f").head(3).fingerprint == "f[:3]"
     assert data.shape == (1, 5, 5) and data.nc == 1
 
 
@@ -121,7 +122,8 @@ def test_fake_images_any_size_deterministic_by_seed():
     assert a.images.shape == (5, 3, 64, 64) and a.images.dtype == np.uint8
     assert a.images.min() == 0 and a.images.max() == 255
     np.testing.assert_array_equal(a.images, fake_images(5, 64, 3, seed=1).images)
-    assert not np.array_equal(a.images, fake_images(5, 64, 3, seed=2).images)
+    other = fake_images(5, 64, 3, seed=2)
+    assert not np.array_equal(a.images, other.images) and a.fingerprint != other.fingerprint
     assert fake_images(2, (48, 80), 1).images.shape == (2, 1, 48, 80)
     assert fastgan.get_rng_state() == before  # fastgan's own random stream (training, resume) is untouched
     assert load_images("fake", image_size=32, count=4).shape == (3, 32, 32)

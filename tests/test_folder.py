@@ -170,6 +170,13 @@ def test_strict_stops_at_the_first_unreadable_file_and_writes_nothing(tmp_path, 
         load(root, cache, strict=True)  # from the cache too
 
 
+def test_an_unwritable_cache(tmp_path):
+    save(Image.new("L", (4, 4), 1), tmp_path / "pics" / "a.png")
+    (tmp_path / "not_a_dir").write_text("")
+    with pytest.raises(FolderError, match=r"cannot write its cache .*not_a_dir/folders/.*\.npy .*set FASTGAN_CACHE"):
+        load(tmp_path / "pics", tmp_path / "not_a_dir")
+
+
 def test_a_folder_of_only_unreadable_files(tmp_path, cache):
     root = tmp_path / "pics"
     root.mkdir()
@@ -218,9 +225,12 @@ def test_cache_is_rebuilt_when_the_folder_changes(tmp_path, cache):
     root = tmp_path / "pics"
     for i in range(3):
         save(Image.new("L", (8, 8), 10 * i), root / f"{i}.png")
-    assert load(root, cache, nc=1).images[:, 0, 0, 0].tolist() == [0, 10, 20]
+    first = load(root, cache, nc=1)
+    assert first.images[:, 0, 0, 0].tolist() == [0, 10, 20]
+    assert load(root, cache, nc=1).fingerprint == first.fingerprint
     save(Image.new("L", (8, 8), 99), root / "3.png")                     # added
-    assert load(root, cache, nc=1).images[:, 0, 0, 0].tolist() == [0, 10, 20, 99]
+    added = load(root, cache, nc=1)
+    assert added.images[:, 0, 0, 0].tolist() == [0, 10, 20, 99] and added.fingerprint != first.fingerprint
     (root / "0.png").unlink()                                            # removed
     assert load(root, cache, nc=1).images[:, 0, 0, 0].tolist() == [10, 20, 99]
     save(Image.new("L", (8, 8), 77), root / "1.png")                     # rewritten (same size in bytes)

@@ -21,4 +21,5 @@ def fake_images(count=DEFAULT_COUNT, image_size=64, nc=3, seed=0) -> ImageSet:
     if nc not in (1, 3):
         raise ValueError(f"fake_images: nc must be 1 (grayscale) or 3 (RGB), got {nc!r}")
     images = np.random.default_rng(seed).integers(0, 256, (count, nc, h, w), dtype=np.uint8)
-    return ImageSet(images, f"fake data ({count} random {nc}×{h}×{w} images, seed {seed})")
+    return ImageSet(images, f"fake data ({count} random {nc}×{h}×{w} images, seed {seed})",
+                    fingerprint=f"fake-{count}x{nc}x{h}x{w}-seed{seed}")

@@ -97,7 +97,7 @@ def folder_cache_paths(root: Path, image_size: int, nc: int, files, cache_dir=No
 def _decode(path: Path, image_size: int, nc: int) -> np.ndarray:
     """One file → uint8 (C, S, S). Raises one of UNREADABLE if Pillow cannot read it."""
     with Image.open(path) as image:
-        if image.format == "JPEG":  # decode at a reduced scale right away when the file is much larger than needed
+        if image.format in ("JPEG", "MPO"):  # decode at a reduced scale right away when the file is much larger than needed
             image.draft(MODES[nc], (image_size, image_size))
         pixels = np.asarray(fit(to_mode(image, nc), image_size))
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
@@ -201,7 +201,11 @@ def load_folder(root: str | os.PathLike, image_size: int = 64, nc: int = 3, cach
         if progress:
             print(f"fastgan: decoding {len(files)} images from {root} into {npy} (once: later runs read it)",
                   file=sys.stderr, flush=True)
-        record = _prepare(root, files, image_size, nc, npy, meta, strict, progress)
+        try:
+            record = _prepare(root, files, image_size, nc, npy, meta, strict, progress)
+        except OSError as err:  # the cache's side: reading the pictures is guarded file by file
+            raise FolderError(f"image folder {root}: cannot write its cache {npy} ({err}); set FASTGAN_CACHE "
+                              "(or pass cache_dir) to a writable directory with room for it") from err
     skipped = record["skipped"]
     if skipped and strict:
         first = skipped[0]
@@ -217,4 +221,5 @@ def load_folder(root: str | os.PathLike, image_size: int = 64, nc: int = 3, cach
         mmap = npy.stat().st_size > IN_MEMORY_FRACTION * _memory_bytes()
     images = np.load(npy, mmap_mode="r" if mmap else None, allow_pickle=False)
     mode = "grayscale" if nc == 1 else "RGB"
-    return ImageSet(images, f"image folder {root} ({len(images)} images, {mode}, {image_size}×{image_size})")
+    return ImageSet(images, f"image folder {root} ({len(images)} images, {mode}, {image_size}×{image_size})",
+                    fingerprint=f"folder-{npy.stem}")

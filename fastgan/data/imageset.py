@@ -35,13 +35,16 @@ class ImageSet:
     """N images as uint8 (N, C, H, W) (an ndarray or a read-only np.memmap), with where they came from.
 
     images       uint8 (N, C, H, W), C = 1 (grayscale) or 3 (RGB)
-    labels       (N,) class indices where the source has them (MNIST's digits), else None
     description  one line for logs and errors: the source and what was done to it
+    labels       (N,) class indices where the source has them (MNIST's digits), else None
+    fingerprint  a short string that changes whenever the images would (a resumed run can check it still trains on
+                 the data it started with), or None
     """
 
     images: np.ndarray
     description: str
     labels: np.ndarray | None = None
+    fingerprint: str | None = None
 
     def __post_init__(self):
         x = self.images
@@ -68,7 +71,8 @@ class ImageSet:
         if n is None or n >= len(self):
             return self
         labels = None if self.labels is None else self.labels[:n]
-        return ImageSet(self.images[:n], f"{self.description}, first {n}", labels)
+        fingerprint = None if self.fingerprint is None else f"{self.fingerprint}[:{n}]"
+        return ImageSet(self.images[:n], f"{self.description}, first {n}", labels, fingerprint)
 
     def to_float(self, value_range: tuple[float, float] = (-1, 1), dtype=np.float32, index=None) -> np.ndarray:
         """Images ``index`` (default: all; a slice or an integer array, e.g. one batch of a shuffled order) as

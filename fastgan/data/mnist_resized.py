@@ -94,4 +94,5 @@ def mnist_images(image_size: int = NATIVE_SIZE, split: str = "train", data_dir=N
     mnist = load_mnist_resized(image_size, data_dir, cache_dir, progress)
     x, y = getattr(mnist, f"x_{split}"), getattr(mnist, f"y_{split}")
     size = "" if image_size == NATIVE_SIZE else f", resized to {image_size}×{image_size}"
-    return ImageSet(x[:, None], f"MNIST {split} ({len(x)} images{size})", y)
+    # every load is verified against the canonical digests, and the resizing is fixed: name and size identify it
+    return ImageSet(x[:, None], f"MNIST {split} ({len(x)} images{size})", y, f"mnist-{split}-{image_size}px")
