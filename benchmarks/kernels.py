@@ -286,8 +286,8 @@ def main():
     for k in kernels:
         if k not in KERNELS:
             sys.exit(f"unknown kernel {k!r}: expected one of {', '.join(KERNELS)}")
-    print(f"# {ARGS.model} shapes, {ARGS.dtype}, {ARGS.threads} threads, median of {ARGS.repeats} calls; implementations: "
-          f"{', '.join(impls)}; torch {torch.__version__}")
+    print(f"# {ARGS.model} shapes, {ARGS.dtype}, {ARGS.threads} threads, median of {ARGS.repeats} calls; "
+          f"implementations: {', '.join(impls)}; torch {torch.__version__}")
     cols = "".join(f"{name:>12s} {'':>9s}" for name in impls)
     for op in kernels:
         print(f"\n{op}")

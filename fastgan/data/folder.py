@@ -97,7 +97,7 @@ def folder_cache_paths(root: Path, image_size: int, nc: int, files, cache_dir=No
 def _decode(path: Path, image_size: int, nc: int) -> np.ndarray:
     """One file → uint8 (C, S, S). Raises one of UNREADABLE if Pillow cannot read it."""
     with Image.open(path) as image:
-        if image.format in ("JPEG", "MPO"):  # decode at a reduced scale right away when the file is much larger than needed
+        if image.format in ("JPEG", "MPO"):  # a JPEG much larger than needed: decode it at a reduced scale
             image.draft(MODES[nc], (image_size, image_size))
         pixels = np.asarray(fit(to_mode(image, nc), image_size))
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
