@@ -4,7 +4,6 @@ The multi-process tests start `mpiexec -n 2 python tests/distributed_worker.py S
 this Python environment (the `mpich` wheel of the test extras puts it beside the interpreter), read what each rank
 wrote, and compare it with the same computation done here in one process. Without mpi4py they skip, saying so.
 """
-import importlib.util
 import os
 import re
 import shutil
@@ -32,8 +31,18 @@ from test_ops_norm_loss import TORCH_ACTIVATION
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_worker.py")
 RANKS = 2
 STEP_TOLERANCE = dict(rtol=1e-9, atol=1e-11)  # float64 steps that differ only in the order of their sums
-needs_mpi = pytest.mark.skipif(importlib.util.find_spec("mpi4py") is None,
-                               reason="mpi4py is not installed (pip install -e '.[mpi]'): no multi-process tests")
+
+
+def _why_no_mpi():
+    try:
+        import mpi4py  # noqa: F401  (the package only: MPI itself starts in the ranks)
+    except ImportError as err:
+        return f"mpi4py is not installed ({err}; pip install -e '.[mpi]'): no multi-process tests"
+    return None
+
+
+NO_MPI = _why_no_mpi()
+needs_mpi = pytest.mark.skipif(NO_MPI is not None, reason=NO_MPI or "")
 
 
 def find_mpiexec():
@@ -181,6 +190,13 @@ def test_watchdog_calls_expire_when_a_collective_waits_too_long():
         time.sleep(0.05)
     assert messages and re.match(r"allreduce \(gradients\) has waited \d+ s \(timeout 0.2 s\) for the other ranks",
                                  messages[0]), messages
+
+
+def test_started_by_a_launcher_without_mpi4py_says_what_to_install(monkeypatch):
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py fails
+    with pytest.raises(RuntimeError, match=r"started by an MPI launcher, but mpi4py cannot be imported .*\[mpi\]"):
+        distributed.init()
 
 
 def test_a_failing_rank_alone_raises_as_usual():
@@ -353,10 +369,8 @@ def test_a_stuck_rank_ends_the_job_after_the_timeout(tmp_path):
 # --- a GPU: the NCCL path under `mpiexec -n 1` ---------------------------------------------------------------------
 
 def _why_no_nccl():
-    if importlib.util.find_spec("mpi4py") is None:
-        return "mpi4py is not installed (pip install -e '.[mpi]')"
     from test_gpu import NO_GPU
-    return NO_GPU
+    return NO_MPI or NO_GPU
 
 
 @pytest.mark.gpu
