@@ -2,7 +2,7 @@
 
 After backward, rank r holds ∇L_r, the gradient of the mean loss over its shard of B/R examples. The global batch's
 loss is L = (1/R)·Σ_r L_r (equal shards), so ∇L = (1/R)·Σ_r ∇L_r: one all-reduce sum and one division. A message
-per parameter would pay the collective's latency per parameter (the DCGAN has 10 of them in G, 4 in D); copying
+per parameter would pay the collective's latency per parameter (the DCGAN has 7 in G, 5 in D); copying
 them into one flat buffer pays it once. `bucket_bytes` splits the buffer into messages of at most that size (some
 MPI libraries and networks do better with a few MiB at a time; nothing here overlaps communication with the
 backward pass, whose gradients are all ready only at its end).
