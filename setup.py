@@ -45,6 +45,10 @@ def native_extensions():
                               extra_compile_args=flags, extra_link_args=["-fopenmp"])]
 
 
+# Data-parallel training (fastgan/distributed): mpi4py, and an MPI library with its mpiexec from the package index
+# (the `mpich` wheel puts mpiexec beside python). Windows has no such wheel: install MS-MPI there.
+MPI = ["mpi4py>=4.0", "mpich>=4.2; sys_platform != 'win32'"]
+
 setup(
     name="fastgan",
     version="0.1.0",
@@ -55,9 +59,11 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "tqdm>=4.60", "Pillow>=9.0", "matplotlib>=3.6"],
     extras_require={
-        # torch is the numerical oracle of the tests; Triton's CPU interpreter runs the Triton kernels in CI
-        "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2"],
+        # torch is the numerical oracle of the tests; Triton's CPU interpreter runs the Triton kernels in CI; the
+        # multi-process tests run under the mpiexec of the mpi extra
+        "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2"] + MPI,
         "gpu": ["cupy-cuda12x>=13", "triton>=3.2"],
+        "mpi": MPI,
     },
     ext_modules=native_extensions(),
     cmdclass={"build_ext": OptionalBuildExt},

@@ -14,12 +14,16 @@ class Optimizer:
             raise ValueError(f"{type(self).__name__}: learning rate must be positive, got {lr}")
         self.lr = lr
         self.state = [{} for _ in self.params]  # per parameter: step count and moment buffers
+        self.before_step = None  # called with the parameters before each update: e.g. the gradients' average over
+                                 # data-parallel ranks (fastgan.distributed.GradientAverager)
 
     def zero_grad(self):
         for p in self.params:
             p.grad = None
 
     def step(self):
+        if self.before_step is not None:
+            self.before_step(self.params)
         for p, state in zip(self.params, self.state):
             if p.grad is not None:
                 self._update(p, p.grad.data, state)
