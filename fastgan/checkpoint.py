@@ -213,16 +213,20 @@ def _split(state):
 def save_checkpoint(run_dir, state):
     """Write `state` (see validate_state) as RUN_DIR's checkpoint, atomically; the previous one stays readable until
     the new one is complete. CheckpointError, and nothing written, if the state is not a valid checkpoint."""
-    validate_state(state, f"checkpoint for {run_dir}")
+    where = f"checkpoint for {run_dir}"
+    validate_state(state, where)
     tensors, record = _split(state)
     blob = safetensors.numpy.save(tensors)
     digest = hashlib.sha256(blob).hexdigest()
     name = f"checkpoint-epoch-{state['epoch']:03d}-{digest[:16]}.safetensors"
+    try:  # both files are made in memory first: what cannot be stored fails before anything is written
+        text = json.dumps({**record, "tensors": name, "sha256": digest}, indent=1, allow_nan=False) + "\n"
+    except (TypeError, ValueError) as err:
+        _fail(where, f"its settings cannot be stored as JSON ({err})")
     with atomic_write(os.path.join(run_dir, name)) as f:
         f.write(blob)
     with atomic_write(os.path.join(run_dir, CHECKPOINT), "w") as f:  # the commit
-        json.dump({**record, "tensors": name, "sha256": digest}, f, indent=1, allow_nan=False)
-        f.write("\n")
+        f.write(text)
     for old in _tensor_files(run_dir):
         if old != name:
             os.remove(os.path.join(run_dir, old))

@@ -1,11 +1,13 @@
 """The run folder's checkpoint (fastgan/checkpoint.py): safetensors + JSON that round-trip exactly, a one-line error
 for every way a checkpoint can be wrong, no code run from a pickle, explicit conversion of old pickles, and writes
 that a kill at any point cannot break."""
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -43,6 +45,20 @@ def dcgan_state():
 @pytest.fixture
 def state(dcgan_state):
     return copy.deepcopy(dcgan_state)
+
+
+@pytest.fixture(scope="module")
+def dcgan_folder(dcgan_state, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved")
+    save_checkpoint(str(folder), dcgan_state)
+    return folder
+
+
+@pytest.fixture
+def saved(dcgan_folder, tmp_path):
+    """A folder holding the checkpoint of dcgan_state, to damage."""
+    shutil.copytree(dcgan_folder, tmp_path / "run")
+    return tmp_path / "run"
 
 
 def assert_same_state(a, b):
@@ -186,35 +202,32 @@ BAD_CHECKPOINTS = {  # what is wrong: (edit of the JSON record, edit of the tens
 
 
 @pytest.mark.parametrize("case", sorted(BAD_CHECKPOINTS))
-def test_every_bad_checkpoint_is_one_clear_error(tmp_path, state, case):
+def test_every_bad_checkpoint_is_one_clear_error(saved, case):
     edit_record, edit_tensors, message = BAD_CHECKPOINTS[case]
-    save_checkpoint(str(tmp_path), state)
-    rewrite(str(tmp_path), edit_record, edit_tensors)
+    rewrite(str(saved), edit_record, edit_tensors)
     with pytest.raises(CheckpointError, match=message) as caught:
-        load_checkpoint(str(tmp_path))
-    assert str(caught.value).startswith(str(tmp_path / "checkpoint.json")) and "\n" not in str(caught.value)
+        load_checkpoint(str(saved))
+    assert str(caught.value).startswith(str(saved / "checkpoint.json")) and "\n" not in str(caught.value)
 
 
 @pytest.mark.parametrize("content, message", [(b"{not json", r"checkpoint.json: unreadable \(Expecting"),
                                               (b'{"lr": NaN}', r"unreadable \(NaN is not a number"),
                                               (b"\xff\xfe", r"checkpoint.json: unreadable"),
                                               (b"[1, 2]", r"not a fastgan checkpoint")])
-def test_a_damaged_json_file_is_one_clear_error(tmp_path, state, content, message):
-    save_checkpoint(str(tmp_path), state)
-    (tmp_path / "checkpoint.json").write_bytes(content)
+def test_a_damaged_json_file_is_one_clear_error(saved, content, message):
+    (saved / "checkpoint.json").write_bytes(content)
     with pytest.raises(CheckpointError, match=message):
-        load_checkpoint(str(tmp_path))
+        load_checkpoint(str(saved))
 
 
-def test_a_damaged_tensor_file_is_one_clear_error(tmp_path, state):
-    save_checkpoint(str(tmp_path), state)
-    record = json.load(open(tmp_path / "checkpoint.json"))
+def test_a_damaged_tensor_file_is_one_clear_error(saved):
+    record = json.load(open(saved / "checkpoint.json"))
     garbage = b"not a safetensors file"
-    (tmp_path / record["tensors"]).write_bytes(garbage)
+    (saved / record["tensors"]).write_bytes(garbage)
     record["sha256"] = hashlib.sha256(garbage).hexdigest()  # damaged before its checksum was taken
-    json.dump(record, open(tmp_path / "checkpoint.json", "w"))
+    json.dump(record, open(saved / "checkpoint.json", "w"))
     with pytest.raises(CheckpointError, match=r"its tensor file checkpoint-epoch-001-\w+.safetensors is unreadable"):
-        load_checkpoint(str(tmp_path))
+        load_checkpoint(str(saved))
 
 
 def test_no_checkpoint_is_one_clear_error(tmp_path):
@@ -222,12 +235,18 @@ def test_no_checkpoint_is_one_clear_error(tmp_path):
         load_checkpoint(str(tmp_path))
 
 
-def test_a_state_that_could_not_be_loaded_is_never_written(tmp_path, state):
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["G"]["0.weight"].__setitem__((0, 0, 0, 0), np.nan), r"checkpoint for .*: G.0.weight holds NaN"),
+    (lambda s: s["config"].update(limit={1, 2}), r"checkpoint for .*: its settings cannot be stored as JSON \(Object "
+                                                 r"of type set"),
+    (lambda s: s["opt_g"].update(lr=float("inf")), r"checkpoint for .*: opt_g holds settings Adam does not accept"),
+])
+def test_a_state_that_could_not_be_loaded_is_never_written(tmp_path, state, change, message):
     save_checkpoint(str(tmp_path), state)
     before = {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path)}
     state["epoch"] = 2
-    state["G"]["0.weight"][0, 0, 0, 0] = np.nan
-    with pytest.raises(CheckpointError, match=r"checkpoint for .*: G.0.weight holds NaN"):
+    change(state)
+    with pytest.raises(CheckpointError, match=message):
         save_checkpoint(str(tmp_path), state)
     assert {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path)} == before
 
@@ -316,6 +335,25 @@ def fail_on(monkeypatch, function, when, error=OSError("disk full")):
     monkeypatch.setattr(checkpoint.os, function, failing)
 
 
+def half_written(final_name):
+    """checkpoint.atomic_write, except that writing final_name stops halfway with an error."""
+    real = checkpoint.atomic_write
+
+    class HalfFile:
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            self.f.write(data[:len(data) // 2])
+            raise OSError("disk full")
+
+    @contextlib.contextmanager
+    def atomic_write(path, *args, **kwargs):
+        with real(path, *args, **kwargs) as f:
+            yield HalfFile(f) if os.path.basename(path) == final_name else f
+    return atomic_write
+
+
 @pytest.mark.parametrize("killed", ["writing the tensors", "renaming the tensors", "writing the JSON",
                                     "renaming the JSON", "Ctrl-C between the two files"])
 def test_a_killed_write_leaves_the_previous_checkpoint(tmp_path, state, monkeypatch, killed):
@@ -329,10 +367,7 @@ def test_a_killed_write_leaves_the_previous_checkpoint(tmp_path, state, monkeypa
     elif killed == "renaming the tensors":
         fail_on(monkeypatch, "replace", lambda src, dst: dst.endswith(".safetensors"))
     elif killed == "writing the JSON":
-        def half_then_fail(record, f, **kwargs):
-            f.write(json.dumps(record)[:100])
-            raise OSError("disk full")
-        monkeypatch.setattr(checkpoint.json, "dump", half_then_fail)
+        monkeypatch.setattr(checkpoint, "atomic_write", half_written("checkpoint.json"))
     elif killed == "renaming the JSON":
         fail_on(monkeypatch, "replace", lambda src, dst: dst.endswith("checkpoint.json"))
     else:
