@@ -1,16 +1,21 @@
 """`python -m fastgan.train mnist`: train a GAN on real MNIST, with a progress bar, pictures, metrics and exact resume.
 
-A run folder holds:
+A run folder (its format: fastgan/checkpoint.py) holds:
     config.json                  the settings of the run
     real_samples.png             a grid of training images
     fake_samples_epoch_NNN.png   64 samples from one fixed noise batch, after every epoch
     metrics.jsonl                one JSON line per logged step (and one per finished epoch, with its time)
     losses.png                   Loss_D and Loss_G (and D's outputs) against the step (redrawn after an epoch,
                                  at most once a minute, and always after the last)
-    checkpoint.pkl               G, D, both optimisers and the RNG state, written atomically after every epoch
+    checkpoint.json + checkpoint-epoch-NNN-<sha>.safetensors
+                                 G, D, both optimisers, the fixed noise and the RNG state after the last finished
+                                 epoch (safetensors + JSON: nothing in them can run code), written atomically
     quality.json, quality.txt    the classifier-based sample quality at the end (if the MNIST classifier is cached)
     mnist_fid.png                MNIST-FID against the epoch (with --eval-every N)
-`--resume RUN_DIR` continues from the checkpoint and gives exactly the result an uninterrupted run would have.
+`--resume RUN_DIR` continues from the checkpoint and gives exactly the result an uninterrupted run would have; a run
+stopped before its first checkpoint starts again from its config.json. `--out` never replaces a run (unless
+--overwrite says so), every argument is checked before anything is written, and a run that diverges stops before
+its weights reach a checkpoint.
 
 How a model is trained (optimiser, lr/momentum schedule, pixel range, noise, training subset) is its Recipe
 (fastgan/models/recipe.py); --batch-size, --lr, --beta1 and --noise override the recipe's values.
@@ -19,7 +24,7 @@ import argparse
 import json
 import math
 import os
-import pickle
+import shlex
 import sys
 import time
 
@@ -28,6 +33,8 @@ from tqdm import tqdm
 
 import fastgan
 from fastgan import backend, dispatch
+from fastgan.checkpoint import (CHECKPOINT, CONFIG, LEGACY_CHECKPOINT, METRICS, CheckpointError, load_checkpoint,
+                                remove_run_files, remove_stale_files, run_markers, save_checkpoint)
 from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
 from fastgan.gan import G_LOSSES, STEPS
@@ -38,77 +45,115 @@ from fastgan.utils.images import save_image_grid
 from fastgan.utils.plots import plot_losses
 
 DEFAULT_EPOCHS = 5
-CHECKPOINT = "checkpoint.pkl"
-METRICS = "metrics.jsonl"
 LOSS_PLOT_INTERVAL_S = 60  # drawing losses.png takes about a second: a run of short epochs redraws it less often
-# Settings that define the run; on --resume they come from the checkpoint (only --epochs may be raised).
+FIXED_NOISE_SAMPLES = 64   # the sample grids; D's verdict on them (and on as many training images) is checked too
+# Settings that define the run; on --resume they come from the checkpoint, and a flag that contradicts one is an
+# error. Only --epochs may change, and --data-dir (the same data, found elsewhere).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
                 "limit", "data_dir", "log_every", "eval_every", "eval_samples")
+MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
+# the parser's defaults are None so that the flags a user gave can be told apart; these fill the rest (batch size,
+# lr, β1 and noise come from the model's recipe)
+DEFAULTS = {"model": "dcgan", "nz": 100, "g_loss": "non-saturating", "real_label": 1.0, "seed": 0, "limit": None,
+            "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000}
+# Divergence: D's losses are binary cross-entropies on its logits s, about |s| when D is confidently wrong, and a
+# healthy run keeps them between about 0.1 and 10. σ(s) is within float32 rounding of 0 or 1 beyond |s| ≈ 17, so a
+# loss or a logit beyond 1e4 cannot come from a working D: it is a run whose weights are blowing up (at --lr 1e6
+# Loss_G reached 4e15 with rc 0 before this check), and it only gets worse. (The ml loss −E exp(s) passes 1e4 only
+# when D gives the fakes odds of 10⁴:1 of being real.)
+DIVERGENCE_LIMIT = 1e4
 
 
 class TrainingError(RuntimeError):
     """Training cannot go on; the message says why and what to do."""
 
 
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_at_least(minimum):
+    return lambda v: _is_int(v) and v >= minimum
+
+
+# key: (flag, test, what the value must be) -- checked on the command line and in a stored config alike
+SETTING_RULES = {
+    "dataset": ("dataset", lambda v: v == "mnist", "'mnist'"),
+    "model": ("--model", lambda v: v in MODELS, f"one of {sorted(MODELS)}"),
+    "noise": ("--noise", lambda v: v in ("normal", "uniform"), "'normal' or 'uniform'"),
+    "g_loss": ("--g-loss", lambda v: v in G_LOSSES, f"one of {G_LOSSES}"),
+    "epochs": ("--epochs", _int_at_least(1), "an integer >= 1"),
+    "schedule_epochs": ("schedule_epochs", _int_at_least(1), "an integer >= 1"),
+    "batch_size": ("--batch-size", _int_at_least(2), "an integer >= 2 (batch norm needs two samples)"),
+    "lr": ("--lr", lambda v: _is_finite_number(v) and v > 0, "a finite number > 0"),
+    "beta1": ("--beta1", lambda v: _is_finite_number(v) and 0 <= v < 1, "in [0, 1)"),
+    "nz": ("--nz", _int_at_least(1), "an integer >= 1"),
+    "real_label": ("--real-label", lambda v: _is_finite_number(v) and 0 < v <= 1, "in (0, 1]"),
+    "seed": ("--seed", _int_at_least(0), "an integer >= 0"),
+    "limit": ("--limit", _int_at_least(1), "an integer >= 1"),
+    "data_dir": ("--data-dir", lambda v: isinstance(v, str), "a folder"),
+    "log_every": ("--log-every", _int_at_least(1), "an integer >= 1"),
+    "eval_every": ("--eval-every", _int_at_least(0), "an integer >= 0"),
+    "eval_samples": ("--eval-samples", lambda v: _is_int(v) and (v == 0 or v >= 2), "0 (none) or an integer >= 2"),
+}
+
+
+def setting_errors(settings):
+    """One message per setting that breaks its rule (None means "not set" and passes)."""
+    return [f"{flag} must be {requirement}, got {settings[key]!r}" for key, (flag, ok, requirement)
+            in SETTING_RULES.items() if settings.get(key) is not None and not ok(settings[key])]
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m fastgan.train",
                                 description="Train a GAN with fastgan (no framework: its own autograd and kernels).")
-    p.add_argument("dataset", choices=["mnist"], help="the data set to learn (MNIST is fetched and cached on first use)")
-    p.add_argument("--model", choices=sorted(MODELS), default="dcgan", help="architecture (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=None,
-                   help=f"total number of passes over the data (default: {DEFAULT_EPOCHS}; with --resume: the new total)")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per step (default: the model's recipe: dcgan 128, mlp 100)")
-    p.add_argument("--lr", type=float, default=None, help="initial learning rate of both players (default: the "
-                                                          "recipe's: dcgan Adam 2e-4, mlp SGD 0.1 with decay)")
-    p.add_argument("--beta1", type=float, default=None, help="Adam β1 (default: the recipe's, 0.5; β2 is 0.999)")
-    p.add_argument("--nz", type=int, default=100, help="size of the noise vector z (default: %(default)s)")
-    p.add_argument("--noise", choices=["normal", "uniform"], default=None,
+    p.add_argument("dataset", choices=["mnist"],
+                   help="the data set to learn (MNIST is fetched and cached on first use)")
+    p.add_argument("--model", choices=sorted(MODELS), help=f"architecture (default: {DEFAULTS['model']})")
+    p.add_argument("--epochs", type=int,
+                   help=f"total number of passes over the data, at least 1 (default: {DEFAULT_EPOCHS}; with --resume: "
+                        "the new total)")
+    p.add_argument("--batch-size", type=int, help="images per step (default: the model's recipe: dcgan 128, mlp 100)")
+    p.add_argument("--lr", type=float, help="initial learning rate of both players (default: the recipe's: dcgan "
+                                            "Adam 2e-4, mlp SGD 0.1 with decay)")
+    p.add_argument("--beta1", type=float, help="Adam β1 (default: the recipe's, 0.5; β2 is 0.999)")
+    p.add_argument("--nz", type=int, help=f"size of the noise vector z (default: {DEFAULTS['nz']})")
+    p.add_argument("--noise", choices=["normal", "uniform"],
                    help="distribution of z, both of unit variance: N(0, 1) or U(−√3, √3) (default: the recipe's: "
                         "dcgan normal, mlp uniform)")
-    p.add_argument("--g-loss", choices=G_LOSSES, default="non-saturating",
+    p.add_argument("--g-loss", choices=G_LOSSES,
                    help="generator cost: non-saturating (default), minimax (zero-sum) or ml (maximum likelihood)")
-    p.add_argument("--real-label", type=float, default=1.0,
-                   help="target for real images; 0.9 is one-sided label smoothing (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same run (default: %(default)s)")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<model>-<date>-<time>)")
+    p.add_argument("--real-label", type=float,
+                   help=f"target for real images, in (0, 1]; 0.9 is one-sided label smoothing (default: "
+                        f"{DEFAULTS['real_label']})")
+    p.add_argument("--seed", type=int, help=f"random seed: same seed, same run (default: {DEFAULTS['seed']})")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<model>-<date>-<time>); one that "
+                                               "already holds a run is refused")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --out: delete the run already in that folder and start a new one there")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where to compute: auto picks a GPU when CuPy finds one (default: %(default)s)")
-    p.add_argument("--limit", type=int, default=None, help="train on the first N images only (smoke tests)")
-    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (plain or .gz) to use instead "
-                                                    "of the download")
-    p.add_argument("--log-every", type=int, default=50, help="log line and metrics every N steps (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=0, metavar="N",
+    p.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
+    p.add_argument("--data-dir", help="folder with the MNIST IDX files (plain or .gz) to use instead of the download")
+    p.add_argument("--log-every", type=int,
+                   help=f"log line and metrics every N steps (default: {DEFAULTS['log_every']})")
+    p.add_argument("--eval-every", type=int, metavar="N",
                    help="every N epochs add the classifier-based quality (MNIST-FID, ...) to the metrics and plot "
                         "mnist_fid.png (needs the cached classifier; default: 0, never)")
-    p.add_argument("--eval-samples", type=int, default=10000, metavar="N",
+    p.add_argument("--eval-samples", type=int, metavar="N",
                    help="samples for the quality report written at the end of the run (if the classifier is cached) "
-                        "and for --eval-every; 0 turns both off (default: %(default)s)")
+                        f"and for --eval-every; 0 turns both off (default: {DEFAULTS['eval_samples']})")
     p.add_argument("--dry-run", action="store_true", help="one step per epoch, no checkpoint: check that it all runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
     return p
 
 
 # --- the run folder ----------------------------------------------------------------------------------------------
-
-def save_checkpoint(run_dir, state):
-    with atomic_write(os.path.join(run_dir, CHECKPOINT)) as f:
-        pickle.dump(state, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def load_checkpoint(run_dir):
-    path = os.path.join(run_dir, CHECKPOINT)
-    if not os.path.isfile(path):
-        raise TrainingError(f"no checkpoint in {run_dir!r} (expected {path}): nothing to resume")
-    try:
-        with open(path, "rb") as f:
-            state = pickle.load(f)
-        state["epoch"], state["config"]  # noqa: B018 - the keys every checkpoint has
-    except Exception as err:  # noqa: BLE001 - any unreadable file is the same problem for the user
-        raise TrainingError(f"checkpoint {path} is unreadable ({err}); start a new run or restore the file") from err
-    return state
-
 
 def keep_metrics_lines(path, count):
     """Drop metric lines logged after the checkpoint (an interrupted epoch), so a resumed run's file is exact."""
@@ -131,6 +176,47 @@ def default_run_dir(config):
     return os.path.join("runs", f"{config['dataset']}-{config['model']}-{time.strftime('%Y%m%d-%H%M%S')}")
 
 
+def previous_run(run_dir):
+    """(checkpoint state or None, config) of the run in RUN_DIR, for --resume. A run stopped before its first
+    checkpoint has only its config.json: it starts again from epoch 0 (state None)."""
+    if os.path.isfile(os.path.join(run_dir, CHECKPOINT)) or os.path.isfile(os.path.join(run_dir, LEGACY_CHECKPOINT)):
+        state = load_checkpoint(run_dir)  # CheckpointError for a pickle, a damaged file, another model ...
+        config, where = dict(state["config"]), f"the checkpoint in {run_dir}"
+    else:
+        state, path = None, os.path.join(run_dir, CONFIG)
+        if not os.path.isfile(path):
+            raise TrainingError(f"no checkpoint in {run_dir!r} (expected {os.path.join(run_dir, CHECKPOINT)}), and no "
+                                f"{CONFIG} of a run stopped before its first one: nothing to resume")
+        try:
+            with open(path, encoding="utf-8") as f:
+                config = json.load(f)
+        except (OSError, ValueError) as err:
+            raise TrainingError(f"{path} is unreadable ({type(err).__name__}: {err}); start a new run") from None
+        if not isinstance(config, dict):
+            raise TrainingError(f"{path} holds no settings (a JSON object); start a new run")
+        config.pop("device", None)  # where it ran, not a setting of the run
+        where = path
+    missing = [k for k in RUN_SETTINGS + ("epochs", "schedule_epochs") if k not in config]
+    problems = setting_errors(config) + ([f"missing settings {missing}"] if missing else [])
+    if problems:
+        raise TrainingError(f"{where} holds settings no run can have: {'; '.join(problems)}")
+    return state, config
+
+
+def check_new_run_folder(run_dir, overwrite):
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise TrainingError(f"--out {run_dir} is a file, not a folder")
+    markers = run_markers(run_dir)
+    if markers and not overwrite:
+        raise TrainingError(f"--out {run_dir} already holds a run ({', '.join(markers)}); continue it with "
+                            f"--resume {run_dir}, or delete it and start afresh with --out {run_dir} --overwrite")
+
+
+def resume_command(dataset, run_dir, device):
+    return (f"python -m fastgan.train {dataset} --resume {shlex.quote(run_dir)}"
+            + (f" --device {device}" if device != "auto" else ""))
+
+
 # --- training ------------------------------------------------------------------------------------------------------
 
 def log_line(epoch, epochs, i, iters, stats):
@@ -149,25 +235,40 @@ def resolve_recipe(config):
     return config
 
 
-def check_config(config):
-    if config["batch_size"] < 2:
-        raise TrainingError(f"--batch-size must be at least 2 (batch norm needs two samples), got {config['batch_size']}")
-    if config["epochs"] < 1:
-        raise TrainingError(f"--epochs must be at least 1, got {config['epochs']}")
-    if config.get("eval_every", 0) < 0 or config.get("eval_samples", 0) < 0:
-        raise TrainingError("--eval-every and --eval-samples must be at least 0")
-    if config["limit"] is not None and config["limit"] < config["batch_size"]:
-        raise TrainingError(f"--limit {config['limit']} is smaller than --batch-size {config['batch_size']}: "
-                            "no full batch to train on")
+def training_images(mnist, recipe, config):
+    """The images the run trains on: the recipe's subset, then the first --limit of them."""
+    return mnist.x_train[:recipe.train_images][:config["limit"]]
 
 
-def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu"):
-    """Train according to `config` in `run_dir`; returns the final (G, D)."""
+def diverged(value):
+    return not (math.isfinite(value) and abs(value) <= DIVERGENCE_LIMIT)
+
+
+def unfit_for_checkpoint(G, D, samples, probe):
+    """Why the players' state after an epoch must not be saved (None if it may): weights or buffers that are not
+    finite, samples that are not, or D's logits on fixed batches (real and generated) beyond the divergence limit.
+    G and D are in eval mode (no dropout, batch norm on its running statistics), so the verdict is deterministic."""
+    for key, module in (("G", G), ("D", D)):
+        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+            if not bool(backend.xp(t.data).isfinite(t.data).all()):
+                return f"{key}.{name} holds NaN or infinite values"
+    if not np.isfinite(samples.numpy()).all():
+        return "G's samples of the fixed noise are not finite"
+    for what, x in (("training images", probe), ("G's samples", samples)):
+        logits = D(x).numpy().astype(np.float64)
+        largest = float(np.max(np.abs(logits))) if np.isfinite(logits).all() else math.inf
+        if diverged(largest):
+            return f"D's logits on {len(logits)} {what} reach {largest:.3g} (the limit is ±{DIVERGENCE_LIMIT:g})"
+    return None
+
+
+def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu", mnist=None):
+    """Train according to `config` in `run_dir` (on `mnist`, else the data set loaded here); returns (G, D)."""
     fastgan.manual_seed(config["seed"])
     recipe = recipe_for(config)
     play = STEPS[recipe.update]  # one round of the game: alternating or simultaneous updates
-    mnist = load_mnist(config["data_dir"], progress=progress)
-    images = mnist_to_float(mnist.x_train[:recipe.train_images][:config["limit"]], value_range=recipe.value_range)
+    mnist = load_mnist(config["data_dir"], progress=progress) if mnist is None else mnist
+    images = mnist_to_float(training_images(mnist, recipe, config), value_range=recipe.value_range)
     xp = backend.array_module(device)
     if recipe.pixel_mean_init:
         G, D = MODELS[config["model"]](config["nz"], pixel_mean=recipe.to_unit(images).mean(axis=0))
@@ -176,7 +277,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
     G.to(device), D.to(device)
     opt_g = recipe.make_optimizer(G.parameters(), config["lr"], config["beta1"])
     opt_d = recipe.make_optimizer(D.parameters(), config["lr"], config["beta1"])
-    fixed_noise = recipe.sample_noise(64, config["nz"], device=device)
+    fixed_noise = recipe.sample_noise(FIXED_NOISE_SAMPLES, config["nz"], device=device)
+    probe = fastgan.Tensor(xp.asarray(images[:FIXED_NOISE_SAMPLES]))  # real images D must still judge sanely
     metrics_path = os.path.join(run_dir, METRICS)
     quality = TrainingQuality(config, mnist, run_dir)
 
@@ -189,14 +291,17 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         fixed_noise = fastgan.tensor(resume_state["fixed_noise"], device=device)
         fastgan.set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"]
-        keep_metrics_lines(metrics_path, resume_state["metrics_lines"])
     else:
         save_image_grid(images[:64], os.path.join(run_dir, "real_samples.png"), value_range=recipe.value_range)
+    # the lines the checkpoint covers (none for a fresh start, which may take over a run stopped before its first)
+    keep_metrics_lines(metrics_path, resume_state["metrics_lines"] if resume_state is not None else 0)
 
     batch, epochs = config["batch_size"], config["epochs"]
     iters = len(images) // batch  # every step sees a full batch
     last_plot = -math.inf
     for epoch in range(start_epoch, epochs):
+        kept = (f"the checkpoint of epoch {epoch} in {run_dir} is kept" if epoch and not dry_run
+                else "no checkpoint was written")
         G.train(), D.train()
         order = fastgan.random.generator().permutation(len(images))
         bar = tqdm(range(1 if dry_run else iters), desc=f"epoch {epoch + 1}/{epochs}", unit="step",
@@ -208,10 +313,10 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
             real = fastgan.Tensor(xp.asarray(images[order[i * batch:(i + 1) * batch]]))
             z = recipe.sample_noise(batch, config["nz"], device=device)
             stats = play(G, D, opt_g, opt_d, real, z, config["g_loss"], config["real_label"], recipe.d_loss_scale)
-            if not (math.isfinite(stats["loss_d"]) and math.isfinite(stats["loss_g"])):
-                last = f"the checkpoint of epoch {epoch} in {run_dir} is kept" if epoch else "no checkpoint was written yet"
-                raise TrainingError(f"training diverged at epoch {epoch} step {i}: Loss_D = {stats['loss_d']}, "
-                                    f"Loss_G = {stats['loss_g']}. Stopped; {last}. Try a lower --lr.")
+            if diverged(stats["loss_d"]) or diverged(stats["loss_g"]):
+                raise TrainingError(f"training diverged at epoch {epoch} step {i}: Loss_D = {stats['loss_d']:.4g}, "
+                                    f"Loss_G = {stats['loss_g']:.4g} (NaN, infinite or beyond ±{DIVERGENCE_LIMIT:g}). "
+                                    f"Stopped; {kept}. Try a lower --lr.")
             bar.set_postfix(Loss_D=f"{stats['loss_d']:.3f}", Loss_G=f"{stats['loss_g']:.3f}", refresh=False)
             if i % config["log_every"] == 0 or i == iters - 1:
                 tqdm.write(log_line(epoch, epochs, i, iters, stats), file=sys.stdout)
@@ -220,16 +325,21 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
                     f.write(json.dumps({"epoch": epoch, "iter": i, "step": step, **stats, **schedule}) + "\n")
         bar.close()
         seconds = time.perf_counter() - started
+
+        # the last update may have broken the weights that its (earlier) losses looked fine for: check before saving
+        G.eval(), D.eval()
+        with fastgan.no_grad():
+            samples = G(fixed_noise)
+            unfit = unfit_for_checkpoint(G, D, samples, probe)
+        if unfit:
+            raise TrainingError(f"training diverged in epoch {epoch}: after its last step {unfit}. Stopped before "
+                                f"its checkpoint; {kept}. Try a lower --lr.")
         steps = 1 if dry_run else iters
         with open(metrics_path, "a") as f:
             f.write(json.dumps({"epoch": epoch, "event": "epoch_end", "seconds": round(seconds, 3),
                                 "images_per_second": round(steps * batch / seconds, 1)}) + "\n")
         print(f"epoch {epoch + 1}/{epochs}: {seconds:.1f} s, {steps * batch / seconds:.0f} img/s", flush=True)
-
-        G.eval()
-        with fastgan.no_grad():
-            samples = G(fixed_noise).numpy()
-        save_image_grid(samples, os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"),
+        save_image_grid(samples.numpy(), os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"),
                         value_range=recipe.value_range)
         if epoch + 1 == epochs or time.monotonic() - last_plot >= LOSS_PLOT_INTERVAL_S:
             plot_losses(metrics_path, os.path.join(run_dir, "losses.png"), title=f"{config['model']} on MNIST")
@@ -244,41 +354,91 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
     return G, D
 
 
+def choose_device(flag):
+    device = backend.normalize_device(flag)
+    if device == "cuda" and not dispatch.available("cuda") and flag == "auto":
+        device = "cpu"  # a GPU, but no kernels for it (e.g. no NVRTC): auto means "the best that runs"
+    if device == "cuda" and not dispatch.available("cuda"):
+        raise TrainingError("--device cuda: no GPU kernels are available on this machine (CuPy and a GPU "
+                            "are needed); use --device cpu")
+    return device
+
+
+def plan_run(parser, args, given):
+    """(config, run_dir, checkpoint state or None) of the run the command line asks for; parser.error or
+    TrainingError/CheckpointError if it cannot start. Reads, never writes."""
+    if args.resume:
+        run_dir = args.resume
+        state, config = previous_run(run_dir)
+        conflicts = [f"{SETTING_RULES[k][0]} {given[k]!r} (the run has {config.get(k)!r})" for k in given
+                     if k not in MAY_CHANGE_ON_RESUME and given[k] != config.get(k)]
+        if conflicts:
+            parser.error(f"--resume {run_dir}: a resumed run keeps its settings, and these flags contradict them: "
+                         f"{', '.join(conflicts)}; drop them (only --epochs may change), or start a new run with "
+                         "--out")
+        config.update({k: given[k] for k in MAY_CHANGE_ON_RESUME if k in given})
+        done = state["epoch"] if state else 0
+        if done >= config["epochs"]:
+            raise TrainingError(f"{run_dir} has already trained {done} of {config['epochs']} epochs; pass a larger "
+                                "--epochs to continue")
+        print(f"resuming {run_dir} at epoch {done} of {config['epochs']}" if state else
+              f"taking over {run_dir}: it stopped before its first checkpoint, so it starts again at epoch 0")
+    else:
+        state = None
+        config = {**dict.fromkeys(RUN_SETTINGS), **DEFAULTS, "epochs": DEFAULT_EPOCHS, **given}
+        run_dir = args.out or default_run_dir(config)
+        check_new_run_folder(run_dir, args.overwrite)
+    resolve_recipe(config)
+    if "beta1" in given and RECIPES[config["model"]].optimizer != "adam":
+        parser.error(f"--beta1 is Adam's; model {config['model']} trains with {RECIPES[config['model']].optimizer} "
+                     "(its momentum follows the recipe)")
+    return config, run_dir, state
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    given = {k: getattr(args, k) for k in RUN_SETTINGS + ("epochs",) if getattr(args, k) is not None}
+    errors = setting_errors(given)
+    if errors:
+        parser.error("; ".join(errors))
+    if args.resume and (args.out or args.overwrite or args.dry_run):
+        parser.error(f"--resume continues the run in {args.resume} itself: it cannot be combined with --out, "
+                     "--overwrite or --dry-run")
+    if args.overwrite and not args.out:
+        parser.error("--overwrite replaces the run in the folder given by --out: name it with --out RUN_DIR")
+    run_dir, started = None, False
     try:
-        device = backend.normalize_device(args.device)
-        if device == "cuda" and not dispatch.available("cuda") and args.device == "auto":
-            device = "cpu"  # a GPU, but no kernels for it (e.g. no NVRTC): auto means "the best that runs"
-        if device == "cuda" and not dispatch.available("cuda"):
-            raise TrainingError("--device cuda: no GPU kernels are available on this machine (CuPy and a GPU "
-                                "are needed); use --device cpu")
-        if args.resume:
-            state = load_checkpoint(args.resume)
-            config, run_dir = dict(state["config"]), args.resume
-            config["epochs"] = args.epochs or config["epochs"]
-            if state["epoch"] >= config["epochs"]:
-                raise TrainingError(f"{run_dir} has already trained {state['epoch']} of {config['epochs']} epochs; "
-                                    "pass a larger --epochs to continue")
-            print(f"resuming {run_dir} at epoch {state['epoch']} of {config['epochs']}")
-        else:
-            state = None
-            config = {k: getattr(args, k) for k in RUN_SETTINGS}
-            config["epochs"] = args.epochs or DEFAULT_EPOCHS
-            run_dir = args.out or default_run_dir(config)
-        resolve_recipe(config)
-        check_config(config)
+        device = choose_device(args.device)
+        config, run_dir, state = plan_run(parser, args, given)
+        mnist = load_mnist(config["data_dir"], progress=not args.no_progress)
+        available = len(training_images(mnist, RECIPES[config["model"]], config))
+        if config["batch_size"] > available:
+            limit = f" (--limit {config['limit']})" if config["limit"] is not None else ""
+            parser.error(f"--batch-size {config['batch_size']} is larger than the {available} training images{limit}: "
+                         "no full batch to train on")
+        # everything is checked: from here on the run folder is written
         os.makedirs(run_dir, exist_ok=True)
-        with atomic_write(os.path.join(run_dir, "config.json"), "w") as f:
+        if args.overwrite:
+            remove_run_files(run_dir)
+        else:
+            remove_stale_files(run_dir)  # what a process killed in mid-write left behind
+        started = True
+        with atomic_write(os.path.join(run_dir, CONFIG), "w") as f:
             json.dump({**config, "device": device}, f, indent=2)
         print(f"run folder: {run_dir}  (device: {device})")
-        run(config, run_dir, state, progress=not args.no_progress, dry_run=args.dry_run, device=device)
-    except (TrainingError, MNISTError) as err:
+        run(config, run_dir, state, progress=not args.no_progress, dry_run=args.dry_run, device=device, mnist=mnist)
+    except (TrainingError, CheckpointError, MNISTError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ninterrupted; continue with: python -m fastgan.train {args.dataset} --resume {run_dir}",
-              file=sys.stderr)
+        if not started:
+            print("\ninterrupted before the run started; nothing was written", file=sys.stderr)
+        elif args.dry_run:
+            print(f"\ninterrupted; {run_dir} holds a dry run (nothing to resume)", file=sys.stderr)
+        else:
+            print(f"\ninterrupted; continue with: {resume_command(args.dataset, run_dir, args.device)}",
+                  file=sys.stderr)
         return 130
     print(f"done: samples, metrics, loss curve and checkpoint are in {run_dir}")
     return 0

@@ -37,9 +37,6 @@ def synthetic_mnist(tmp_path, monkeypatch):
 
 
 def load_checkpoint(run_dir):
-    """The checkpoint a training run left in run_dir, as a dict."""
-    import pickle
-
-    from fastgan import train
-    with open(os.path.join(run_dir, train.CHECKPOINT), "rb") as f:
-        return pickle.load(f)
+    """The checkpoint a training run left in run_dir, as a dict (checked as fastgan.checkpoint checks it)."""
+    from fastgan import checkpoint
+    return checkpoint.load_checkpoint(run_dir)

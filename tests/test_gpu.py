@@ -285,13 +285,15 @@ def test_module_to_moves_in_place_and_only_once():
 def test_checkpoint_crosses_devices(tmp_path, source, target):
     """Train a step on `source`, checkpoint (as train.py does), load on `target`: the same state, and the next step
     on either device gives the same result."""
-    cli = train_cli()
+    from fastgan.checkpoint import load_checkpoint, save_checkpoint
     data = batches(8, np.float64, 2)
     G, D, opt_g, opt_d = dcgan_on(source, np.float64)
     train_step(G, D, opt_g, opt_d, *(fastgan.tensor(a, device=source) for a in data[0]))
-    cli.save_checkpoint(str(tmp_path), {"epoch": 1, "config": {}, "G": G.state_dict(), "D": D.state_dict(),
-                                        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
-    state = cli.load_checkpoint(str(tmp_path))
+    config = {"model": "dcgan", "nz": 100, "dtype": "float64"}
+    save_checkpoint(str(tmp_path), {"epoch": 1, "config": config, "G": G.state_dict(), "D": D.state_dict(),
+                                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                                    "rng": fastgan.get_rng_state(), "fixed_noise": data[0][1], "metrics_lines": 0})
+    state = load_checkpoint(str(tmp_path))
     G2, D2, opt_g2, opt_d2 = dcgan_on(target, np.float64)
     for module, name in ((G2, "G"), (D2, "D")):
         module.load_state_dict(state[name])

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 
+from fastgan.checkpoint import CheckpointError
 from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
 from fastgan.utils.atomic import atomic_write
@@ -129,7 +130,7 @@ def main(argv=None):
                 "time": run_time, "parzen-plot": run_parzen_plot}
     try:
         commands[args.command](args)
-    except (EvalError, clf.ClassifierError, MNISTError) as err:
+    except (EvalError, CheckpointError, clf.ClassifierError, MNISTError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

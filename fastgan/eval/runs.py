@@ -1,10 +1,12 @@
 """A trained generator from a run folder, and samples from it as flat pixels in [0, 1]."""
-import contextlib
-
 import numpy as np
 
 import fastgan
+from fastgan.checkpoint import load_checkpoint
 from fastgan.models import MODELS, recipe_for
+from fastgan.random import isolated_rng
+
+__all__ = ["EvalError", "load_generator", "isolated_rng", "sample_images"]
 
 
 class EvalError(RuntimeError):
@@ -12,45 +14,16 @@ class EvalError(RuntimeError):
 
 
 def load_generator(run_dir):
-    """(G in eval mode, run config + "trained_epochs", recipe) from RUN_DIR/checkpoint.pkl.
+    """(G in eval mode, run config + "trained_epochs", recipe) from RUN_DIR's checkpoint.
 
-    EvalError if the folder has no readable checkpoint, or its checkpoint is not a GAN run of a model fastgan knows,
-    or the weights do not fit the model the checkpoint names.
+    CheckpointError (fastgan.checkpoint) if the folder has no checkpoint, or one that is damaged, pickled by an older
+    version, or not a checkpoint of a model fastgan knows with weights that fit it.
     """
-    from fastgan.train import TrainingError, load_checkpoint  # the run-folder format is train.py's
-
-    try:
-        state = load_checkpoint(run_dir)
-    except TrainingError as err:
-        raise EvalError(f"{err}. Evaluate a folder written by python -m fastgan.train (it needs checkpoint.pkl)") \
-            from None
+    state = load_checkpoint(run_dir)
     config = state["config"]
-    model = config.get("model") if isinstance(config, dict) else None
-    if model not in MODELS or "G" not in state:
-        raise EvalError(f"the checkpoint in {run_dir!r} is not a fastgan GAN run of a known model (model "
-                        f"{model!r}; known: {sorted(MODELS)})")
-    G, _ = MODELS[model](config["nz"])
-    try:
-        G.load_state_dict(state["G"])
-    except (KeyError, ValueError) as err:
-        raise EvalError(f"the generator weights in {run_dir!r} do not fit model {model!r} (nz = {config['nz']}): "
-                        f"the checkpoint was written by another model or version ({err})") from None
+    G, _ = MODELS[config["model"]](config["nz"])
+    G.load_state_dict(state["G"])
     return G.eval(), {**config, "trained_epochs": state["epoch"]}, recipe_for(config)
-
-
-@contextlib.contextmanager
-def isolated_rng(seed=0):
-    """Within this block fastgan's global generator is seeded with `seed`; the caller's state is restored after.
-
-    Evaluating in the middle of training (drawing noise, even building a Module, whose initialisation draws
-    numbers) must not move the training run's random stream, or resume would no longer be exact.
-    """
-    saved = fastgan.get_rng_state()
-    fastgan.manual_seed(seed)
-    try:
-        yield
-    finally:
-        fastgan.set_rng_state(saved)
 
 
 def sample_images(G, recipe, nz, n, seed=0, batch_size=500):
