@@ -457,3 +457,66 @@ def to_device(x, device):
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("np", "backend",
                                                                                 "dispatch", "generator", "Tensor")]
+
+
+# --- torch-compatible ops for code written against torch (squeeze, unsqueeze, BCE on probabilities) --------------
+
+def _dims(op, x, dim):
+    """`dim` (an int, a tuple of them, or None for all) as sorted non-negative axes of x, checked."""
+    dims = range(x.ndim) if dim is None else (dim if isinstance(dim, (tuple, list)) else (dim,))
+    out = []
+    for d in dims:
+        if not -max(x.ndim, 1) <= d < max(x.ndim, 1):
+            raise IndexError(f"{op}: dim {d} is out of range for a tensor of shape {x.shape}")
+        out.append(d % max(x.ndim, 1))
+    return sorted(set(out))
+
+
+def squeeze(x, dim=None):
+    """Drop the axes of length 1 among `dim` (all of them by default); an axis longer than 1 is kept, as torch."""
+    drop = [d for d in _dims("squeeze", x, dim) if x.ndim and x.shape[d] == 1]
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in drop))
+
+
+def unsqueeze(x, dim):
+    """Insert an axis of length 1 at `dim` (negative: counted from the end of the result, as torch)."""
+    if not -(x.ndim + 1) <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of shape {x.shape}")
+    dim %= x.ndim + 1
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def binary_cross_entropy(probabilities, target, reduction="mean"):
+    """BCE of probabilities p against targets y, as torch.nn.functional.binary_cross_entropy (the unfused form):
+
+        ℓ = −(y·max(log p, −100) + (1−y)·max(log(1−p), −100))
+    The clamp at −100 keeps ℓ finite when p rounds to 0 or 1 — in float32, σ(s) rounds to 1 for s ≳ 17, so the
+    loss saturates at 100 and its gradient is wrong there. binary_cross_entropy_with_logits, fused with the sigmoid,
+    has neither problem: prefer it (docs/extending.md). Gradients flow to the probabilities only.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if probabilities.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy: input must be floating point, got {probabilities.dtype}")
+    xp, p = backend.xp(probabilities.data), probabilities.data
+    y = xp.asarray(target.data if isinstance(target, Tensor) else target, dtype=p.dtype)
+    if y.shape != p.shape:
+        raise ValueError(f"binary_cross_entropy: target {tuple(y.shape)} does not match input {p.shape}")
+    if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
+        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+                         f"[{float(p.min())}, {float(p.max())}]; for logits use binary_cross_entropy_with_logits")
+    y = y.copy()  # the backward reads the targets: a later in-place write (label.fill_) must not change them
+    with np.errstate(divide="ignore"):
+        loss = -(y * xp.maximum(xp.log(p), -100) + (1 - y) * xp.maximum(xp.log1p(-p), -100))
+    scale = 1.0
+    if reduction == "mean":
+        loss, scale = (loss.mean() if p.size else xp.nan), 1.0 / max(p.size, 1)
+    elif reduction == "sum":
+        loss = loss.sum()
+    # dℓ/dp = −y/p + (1−y)/(1−p) = (p − y) / (p(1−p)); the denominator kept ≥ 1e-12, as torch's
+    def backward(g):
+        return (g * scale * (p - y) / xp.maximum(p * (1 - p), 1e-12),)
+    return _result(xp.asarray(loss, dtype=p.dtype), (probabilities,), backward, "binary_cross_entropy")
+
+
+__all__ += ["squeeze", "unsqueeze", "binary_cross_entropy"]
