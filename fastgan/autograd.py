@@ -46,11 +46,19 @@ def op(output, inputs, backward, name="op"):
             raise TypeError(f"op {name!r}: backward must return a tuple with one gradient (or None) per input "
                             f"({len(inputs)}), got {got}")
         for i, (t, g) in enumerate(zip(inputs, grads)):
-            if t is not None and g is not None and np.broadcast_shapes(tuple(g.shape), t.shape) != tuple(g.shape):
+            if t is not None and g is not None and not _sums_back_to(tuple(g.shape), t.shape):
                 raise ValueError(f"op {name!r}: backward's gradient {i} has shape {tuple(g.shape)}, which is not "
                                  f"input {i}'s shape {t.shape} (or a broadcast of it)")
         return grads
     return _result(output, inputs, checked_backward, name)
+
+
+def _sums_back_to(grad_shape, shape):
+    """Whether a gradient of grad_shape is one for an input of `shape` broadcast to it (or of that very shape)."""
+    try:
+        return np.broadcast_shapes(grad_shape, shape) == grad_shape
+    except ValueError:
+        return False
 
 
 # --- seeing the tape -------------------------------------------------------------------------------------------
