@@ -513,9 +513,9 @@ def binary_cross_entropy(probabilities, target, reduction="mean"):
         loss, scale = (loss.mean() if p.size else xp.nan), 1.0 / max(p.size, 1)
     elif reduction == "sum":
         loss = loss.sum()
-    # dℓ/dp = −y/p + (1−y)/(1−p) = (p − y) / (p(1−p)); the denominator kept ≥ 1e-12, as torch's
+    # dℓ/dp = −y/p + (1−y)/(1−p) = (p − y) / (p(1−p)); the denominator kept ≥ 1e-12 (as a float32, as torch's)
     def backward(g):
-        return (g * scale * (p - y) / xp.maximum(p * (1 - p), 1e-12),)
+        return (g * scale * (p - y) / xp.maximum(p * (1 - p), float(np.float32(1e-12))),)
     return _result(xp.asarray(loss, dtype=p.dtype), (probabilities,), backward, "binary_cross_entropy")
 
 

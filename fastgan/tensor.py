@@ -263,3 +263,4 @@ Tensor.normal_ = _in_place("normal_", _draw("normal"))      # normal_(mean=0, st
 Tensor.uniform_ = _in_place("uniform_", _draw("uniform"))   # uniform_(from=0, to=1)
 Tensor.squeeze = _method(functional.squeeze)
 Tensor.unsqueeze = _method(functional.unsqueeze)
+Tensor.cpu = lambda self: self.to("cpu")
