@@ -1,6 +1,5 @@
 """Code written for torch runs on fastgan with only its imports changed: the ops and methods such code calls,
 each against torch, and the model and training step of pytorch/examples' dcgan/main.py, end to end."""
-import types
 
 import numpy as np
 import pytest
