@@ -31,7 +31,7 @@ float64 = double = np.float64
 int64 = long = np.int64
 
 __version__ = "0.1.0"
+# (float, double and long stay out of __all__: `from fastgan import *` would shadow the builtin float)
 __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "randn", "rand", "uniform", "manual_seed", "get_rng_state",
            "set_rng_state", "no_grad", "is_grad_enabled", "autograd", "testing", "functional", "nn", "optim",
-           "dispatch", "backend", "float32", "float64", "int64"]  # (not float, double, long: `import *` would
-                                                                    # shadow the builtin float)
+           "dispatch", "backend", "float32", "float64", "int64"]
