@@ -77,7 +77,7 @@ def fake_machine(tmp_path):
         path = [str(bin_dir)] + ([str(tmp_path / "gpu")] if gpu else []) + ["/usr/local/bin", "/usr/bin", "/bin"]
         pythonpath = ([str(tmp_path / "cupy")] if cupy else []) + ([str(tmp_path / "torch")] if torch else [])
         environment = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "TRITON_INTERPRET", "OUT")}
-        environment.update(PATH=os.pathsep.join(path), PYTHONPATH=os.pathsep.join(pythonpath), **env)
+        environment.update({"PATH": os.pathsep.join(path), "PYTHONPATH": os.pathsep.join(pythonpath), **env})
         return subprocess.run(args, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300)
     return run
 
@@ -243,6 +243,29 @@ def test_env_fails_without_any_gpu(fake_machine):
     result = fake_machine(["python3", "benchmarks/gpu_env.py"], gpu=False, cupy=False)
     assert result.returncode == 1
     assert "FAIL gpu_env: no GPU is visible (nvidia-smi lists none" in result.stderr
+
+
+def test_env_runs_a_first_kernel_and_fails_when_triton_has_no_gpu_driver(fake_machine, tmp_path):
+    """A usable "GPU" (the CUDA emulator of cuda_emulator.py as CuPy): the cuda kernels load and run their first
+    launch; Triton, beside a torch without CUDA, has no GPU driver, which fails the stage and says so."""
+    from cuda_emulator import compiler
+    if compiler() is None:
+        pytest.skip("no C++ compiler (g++): the CUDA kernels cannot be emulated here")
+    write(str(tmp_path / "emulated" / "cupy" / "__init__.py"), f'''
+        import sys
+        sys.path.insert(0, {os.path.join(ROOT, "tests")!r})
+        import numpy
+        from cuda_emulator import fake_cupy
+        globals().update({{k: v for k, v in vars(fake_cupy()).items() if not k.startswith("__")}})
+        asnumpy, __version__ = numpy.asarray, "emulated"
+        ''')
+    result = fake_machine(["python3", "benchmarks/gpu_env.py"], cupy=False, torch=None,
+                          PYTHONPATH=str(tmp_path / "emulated"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "fastgan's GPU probe: 1 CUDA device(s); a test kernel compiled and ran" in result.stdout
+    assert "fastgan cuda   : OK (compiled and ran a first kernel)" in result.stdout
+    assert "FAIL gpu_env: fastgan's 'triton' GPU kernels: fastgan.kernels.triton: Triton" in result.stderr
+    assert "cannot launch on the GPU: RuntimeError: 0 active drivers" in result.stderr
 
 
 def test_gpu_check_prefers_python3_and_fails_loudly_into_its_stage_file(fake_machine, tmp_path):
