@@ -34,9 +34,10 @@ def native_extensions():
     if not sources or os.environ.get("FASTGAN_NO_NATIVE"):
         return []
     try:
-        from pybind11.setup_helpers import Pybind11Extension
+        from pybind11.setup_helpers import ParallelCompile, Pybind11Extension
     except ImportError:
         return []
+    ParallelCompile("FASTGAN_BUILD_JOBS").install()   # one compiler per core (FASTGAN_BUILD_JOBS=N: N of them)
     # -fno-math-errno, -fno-trapping-math: no errno from sqrt, no FP exception flags to preserve, so loops with sqrt
     # and selects vectorise; unlike -ffast-math they change no value (NaN and inf still propagate as IEEE says).
     # -ffp-contract=off: no fused multiply-adds behind our back (csrc/cpu/fastgan.h, "vector width")
@@ -62,7 +63,10 @@ setup(
         # torch is the numerical oracle of the tests; Triton's CPU interpreter runs the Triton kernels in CI; the
         # multi-process tests run under the mpiexec of the mpi extra
         "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2"] + MPI,
-        "gpu": ["cupy-cuda12x>=13", "triton>=3.2"],
+        # the GPU: one extra per CUDA major version, as CuPy's wheels are (two CuPy wheels in one environment
+        # overwrite each other's files). Triton 3.6's GPU driver needs a CUDA build of torch (3.9's does not).
+        "gpu-cuda12": ["cupy-cuda12x>=13", "triton>=3.2"],
+        "gpu-cuda13": ["cupy-cuda13x>=13.6", "triton>=3.2"],
         "mpi": MPI,
     },
     ext_modules=native_extensions(),
