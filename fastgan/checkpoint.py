@@ -38,7 +38,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from fastgan.models import MODELS, recipe_for
+from fastgan.models import MODELS, build_gan, recipe_for
 from fastgan.random import isolated_rng
 from fastgan.utils.atomic import atomic_write, leftover_temporary_files
 
@@ -169,7 +169,10 @@ def validate_state(state, where="checkpoint"):
     noise_shape = (None, nz, 1, 1) if recipe.noise_shape == "map" else (None, nz)
     _check_array(where, "fixed_noise", state["fixed_noise"], noise_shape, dtype, model)
     with isolated_rng():  # building a model draws its initial weights: the caller's random stream must not move
-        G, D = MODELS[model](nz)
+        try:  # the architecture the config names: widths, channels and the toolbox's options
+            G, D = build_gan(config)
+        except (TypeError, ValueError) as err:
+            _fail(where, f"config names an architecture fastgan cannot build ({err})")
     for key, module in zip(PLAYERS, (G, D)):
         _check_player(where, key, state[key], module, model, nz, dtype)
     for key, module in zip(OPTIMIZERS, (G, D)):

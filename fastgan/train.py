@@ -1,4 +1,8 @@
-"""`python -m fastgan.train mnist`: train a GAN on real MNIST, with a progress bar, pictures, metrics and exact resume.
+"""`python -m fastgan.train mnist|folder|fake`: train a GAN, with a progress bar, pictures, metrics and exact resume.
+
+The data (fastgan/data/sources.py): MNIST (28×28, or resized with --image-size), a folder of the user's images
+(`folder --data-dir DIR`, resized and center-cropped to --image-size, RGB or grayscale by --nc), or random images
+(`fake`, for smoke tests). The classifier-based metrics (quality report, --eval-every) need MNIST at 28×28.
 
 A run folder (its format: fastgan/checkpoint.py) holds:
     config.json                  the settings of the run
@@ -10,7 +14,8 @@ A run folder (its format: fastgan/checkpoint.py) holds:
     checkpoint.json + checkpoint-epoch-NNN-<sha>.safetensors
                                  G, D, both optimisers, the fixed noise and the RNG state after the last finished
                                  epoch (safetensors + JSON: nothing in them can run code), written atomically
-    quality.json, quality.txt    the classifier-based sample quality at the end (if the MNIST classifier is cached)
+    quality.json, quality.txt    the classifier-based sample quality at the end (MNIST at 28×28, if the MNIST
+                                 classifier is cached)
     mnist_fid.png                MNIST-FID against the epoch (with --eval-every N)
 `--resume RUN_DIR` continues from the checkpoint and gives exactly the result an uninterrupted run would have; a run
 stopped before its first checkpoint starts again from its config.json. `--out` never replaces a run (unless
@@ -35,11 +40,13 @@ import fastgan
 from fastgan import backend, dispatch
 from fastgan.checkpoint import (CHECKPOINT, CONFIG, LEGACY_CHECKPOINT, METRICS, CheckpointError, load_checkpoint,
                                 remove_run_files, remove_stale_files, run_markers, save_checkpoint)
-from fastgan.data import MNISTError, load_mnist
-from fastgan.data.mnist import mnist_to_float
+from fastgan.data import DATASETS, FolderError, ImageSet, MNISTError, load_images, load_mnist
+from fastgan.data.fake import DEFAULT_COUNT as FAKE_COUNT
+from fastgan.data.mnist_resized import NATIVE_SIZE as MNIST_SIZE
+from fastgan.data.sources import DEFAULTS as DATA_DEFAULTS
 from fastgan.gan import G_LOSSES, STEPS
 from fastgan.eval.quality import TrainingQuality
-from fastgan.models import MODELS, RECIPES, recipe_for
+from fastgan.models import IMAGE_SIZES, MODEL_OPTIONS, MODELS, RECIPES, build_gan, image_shape, recipe_for
 from fastgan.utils.atomic import atomic_write
 from fastgan.utils.images import save_image_grid
 from fastgan.utils.plots import plot_losses
@@ -48,20 +55,24 @@ DEFAULT_EPOCHS = 5
 LOSS_PLOT_INTERVAL_S = 60  # drawing losses.png takes about a second: a run of short epochs redraws it less often
 FIXED_NOISE_SAMPLES = 64   # the sample grids; D's verdict on them (and on as many training images) is checked too
 # Settings that define the run; on --resume they come from the checkpoint, and a flag that contradicts one is an
-# error. Only --epochs may change, and --data-dir (the same data, found elsewhere).
+# error. Only --epochs may change, and --data-dir (the same data, found elsewhere: its fingerprint must not change).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
-                "limit", "data_dir", "log_every", "eval_every", "eval_samples")
+                "limit", "data_dir", "log_every", "eval_every", "eval_samples", "image_size", "nc", "ngf", "ndf",
+                "strict")
 MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
 # the parser's defaults are None so that the flags a user gave can be told apart; these fill the rest (batch size,
-# lr, β1 and noise come from the model's recipe)
+# lr, β1 and noise come from the model's recipe; image size, channels and widths from the model and the data set)
 DEFAULTS = {"model": "dcgan", "nz": 100, "g_loss": "non-saturating", "real_label": 1.0, "seed": 0, "limit": None,
-            "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000}
+            "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000, "strict": False}
+# settings added after the first checkpoints were written: a config without them had these values
+LATER_SETTINGS = {"image_size": None, "nc": None, "ngf": None, "ndf": None, "strict": False}
 # Divergence: D's losses are binary cross-entropies on its logits s, about |s| when D is confidently wrong, and a
 # healthy run keeps them between about 0.1 and 10. σ(s) is within float32 rounding of 0 or 1 beyond |s| ≈ 17, so a
 # loss or a logit beyond 1e4 cannot come from a working D: it is a run whose weights are blowing up (at --lr 1e6
 # Loss_G reached 4e15 with rc 0 before this check), and it only gets worse. (The ml loss −E exp(s) passes 1e4 only
 # when D gives the fakes odds of 10⁴:1 of being real.)
 DIVERGENCE_LIMIT = 1e4
+DATA_NAMES = {"mnist": "MNIST", "folder": "an image folder", "fake": "fake data"}
 
 
 class TrainingError(RuntimeError):
@@ -82,7 +93,7 @@ def _int_at_least(minimum):
 
 # key: (flag, test, what the value must be) -- checked on the command line and in a stored config alike
 SETTING_RULES = {
-    "dataset": ("dataset", lambda v: v == "mnist", "'mnist'"),
+    "dataset": ("dataset", lambda v: v in DATASETS, f"one of {DATASETS}"),
     "model": ("--model", lambda v: v in MODELS, f"one of {sorted(MODELS)}"),
     "noise": ("--noise", lambda v: v in ("normal", "uniform"), "'normal' or 'uniform'"),
     "g_loss": ("--g-loss", lambda v: v in G_LOSSES, f"one of {G_LOSSES}"),
@@ -99,6 +110,11 @@ SETTING_RULES = {
     "log_every": ("--log-every", _int_at_least(1), "an integer >= 1"),
     "eval_every": ("--eval-every", _int_at_least(0), "an integer >= 0"),
     "eval_samples": ("--eval-samples", lambda v: _is_int(v) and (v == 0 or v >= 2), "0 (none) or an integer >= 2"),
+    "image_size": ("--image-size", _int_at_least(1), "an integer >= 1"),
+    "nc": ("--nc", lambda v: v in (1, 3), "1 (grayscale) or 3 (RGB)"),
+    "ngf": ("--ngf", _int_at_least(1), "an integer >= 1"),
+    "ndf": ("--ndf", _int_at_least(1), "an integer >= 1"),
+    "strict": ("--strict", lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -111,8 +127,9 @@ def setting_errors(settings):
 def build_parser():
     p = argparse.ArgumentParser(prog="python -m fastgan.train",
                                 description="Train a GAN with fastgan (no framework: its own autograd and kernels).")
-    p.add_argument("dataset", choices=["mnist"],
-                   help="the data set to learn (MNIST is fetched and cached on first use)")
+    p.add_argument("dataset", choices=DATASETS,
+                   help="the data set to learn: mnist (fetched and cached on first use), folder (your images, with "
+                        "--data-dir DIR) or fake (random images, for smoke tests)")
     p.add_argument("--model", choices=sorted(MODELS), help=f"architecture (default: {DEFAULTS['model']})")
     p.add_argument("--epochs", type=int,
                    help=f"total number of passes over the data, at least 1 (default: {DEFAULT_EPOCHS}; with --resume: "
@@ -138,8 +155,21 @@ def build_parser():
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where to compute: auto picks a GPU when CuPy finds one (default: %(default)s)")
-    p.add_argument("--limit", type=int, help="train on the first N images only (smoke tests)")
-    p.add_argument("--data-dir", help="folder with the MNIST IDX files (plain or .gz) to use instead of the download")
+    p.add_argument("--limit", type=int, help=f"train on the first N images only (smoke tests); fake: make N images "
+                                             f"(default: {FAKE_COUNT})")
+    p.add_argument("--data-dir", help="folder: the folder of images (PNG/JPEG, subfolders too); mnist: a folder with "
+                                      "the MNIST IDX files (plain or .gz) to use instead of the download")
+    p.add_argument("--image-size", type=int, metavar="S",
+                   help=f"side of the square training images (default: the model's: "
+                        f"{', '.join(f'{m} {s}' for m, s in sorted(IMAGE_SIZES.items()))}); mnist is resized once "
+                        "and cached, a folder resized and center-cropped")
+    p.add_argument("--nc", type=int, choices=[1, 3],
+                   help="image channels: 1 grayscale, 3 RGB (default: dcgan and mlp 1; dcgan64 the data set's: "
+                        "mnist 1, folder and fake 3)")
+    p.add_argument("--ngf", type=int, help=f"--model dcgan64: width of G (default: {MODEL_OPTIONS['dcgan64']['ngf']})")
+    p.add_argument("--ndf", type=int, help=f"--model dcgan64: width of D (default: {MODEL_OPTIONS['dcgan64']['ndf']})")
+    p.add_argument("--strict", action="store_true", default=None,
+                   help="folder: stop at an unreadable image file (default: skip it, with a warning that counts them)")
     p.add_argument("--log-every", type=int,
                    help=f"log line and metrics every N steps (default: {DEFAULTS['log_every']})")
     p.add_argument("--eval-every", type=int, metavar="N",
@@ -196,6 +226,8 @@ def previous_run(run_dir):
             raise TrainingError(f"{path} holds no settings (a JSON object); start a new run")
         config.pop("device", None)  # where it ran, not a setting of the run
         where = path
+    for key, value in LATER_SETTINGS.items():  # a run from before these settings existed
+        config.setdefault(key, value)
     missing = [k for k in RUN_SETTINGS + ("epochs", "schedule_epochs") if k not in config]
     problems = setting_errors(config) + ([f"missing settings {missing}"] if missing else [])
     if problems:
@@ -235,9 +267,61 @@ def resolve_recipe(config):
     return config
 
 
-def training_images(mnist, recipe, config):
-    """The images the run trains on: the recipe's subset, then the first --limit of them."""
-    return mnist.x_train[:recipe.train_images][:config["limit"]]
+def resolve_shape(config):
+    """Fill the image size, channels and widths left to the model and the data set."""
+    model = config["model"]
+    if config.get("image_size") is None:
+        config["image_size"] = IMAGE_SIZES[model]
+    if config.get("nc") is None:  # a model with a fixed channel count draws grayscale
+        config["nc"] = DATA_DEFAULTS[config["dataset"]]["nc"] if "nc" in MODEL_OPTIONS[model] else 1
+    for key in ("ngf", "ndf"):
+        if key in MODEL_OPTIONS[model] and config.get(key) is None:
+            config[key] = MODEL_OPTIONS[model][key]
+    return config
+
+
+def classifier_applies(config):
+    """Whether the MNIST classifier's metrics (quality report, --eval-every) apply: MNIST at its own 28×28."""
+    return config["dataset"] == "mnist" and config["image_size"] == MNIST_SIZE
+
+
+def combination_errors(config):
+    """One message per setting that does not fit the model or the data set (all settings filled in)."""
+    model, dataset, size = config["model"], config["dataset"], config["image_size"]
+    errors = [f"--{key} is an option of --model dcgan64; model {model} has fixed widths"
+              for key in ("ngf", "ndf") if config.get(key) is not None and key not in MODEL_OPTIONS[model]]
+    if size != IMAGE_SIZES[model]:
+        errors.append(f"--image-size {size}: model {model} draws {IMAGE_SIZES[model]}×{IMAGE_SIZES[model]} images")
+    if "nc" not in MODEL_OPTIONS[model] and config["nc"] != 1:
+        errors.append(f"--nc {config['nc']}: model {model} draws grayscale images (nc 1); --model dcgan64 draws RGB")
+    if dataset == "mnist" and config["nc"] != 1:
+        errors.append(f"--nc {config['nc']}: MNIST is grayscale (nc 1)")
+    if dataset == "fake" and config["data_dir"] is not None:
+        errors.append("--data-dir: dataset fake makes random images; it reads no folder")
+    if dataset == "folder" and config["data_dir"] is None:
+        errors.append("dataset folder needs --data-dir DIR: the folder of images to learn")
+    if config["strict"] and dataset != "folder":
+        errors.append(f"--strict is for dataset folder (it stops at an unreadable image file); dataset {dataset} "
+                      "reads no image files")
+    if config["eval_every"] and not classifier_applies(config):
+        errors.append(f"--eval-every: the classifier-based metrics need MNIST at {MNIST_SIZE}×{MNIST_SIZE}, not "
+                      f"dataset {dataset} at {size}×{size} (its run has sample grids, losses and epoch times)")
+    return errors
+
+
+def load_data(config, progress=True):
+    """(the run's training images as an ImageSet: the recipe's subset, then the first --limit of them; the MNIST
+    digits when the classifier's metrics apply, else None)."""
+    if classifier_applies(config):  # the test digits too: the quality report compares with them
+        mnist = load_mnist(config["data_dir"], progress=progress)
+        data = ImageSet(mnist.x_train[:, None], f"MNIST train ({len(mnist.x_train)} images)", mnist.y_train,
+                        f"mnist-train-{MNIST_SIZE}px")  # as fastgan.data.mnist_images names it
+    else:
+        mnist, fake = None, config["dataset"] == "fake"
+        data = load_images(config["dataset"], config["image_size"], config["nc"], config["data_dir"],
+                           count=(config["limit"] or FAKE_COUNT) if fake else None, strict=bool(config["strict"]),
+                           progress=progress)
+    return data.head(RECIPES[config["model"]].train_images).head(config["limit"]), mnist
 
 
 def diverged(value):
@@ -262,23 +346,23 @@ def unfit_for_checkpoint(G, D, samples, probe):
     return None
 
 
-def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu", mnist=None):
-    """Train according to `config` in `run_dir` (on `mnist`, else the data set loaded here); returns (G, D)."""
+def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu", data=None, mnist=None):
+    """Train according to `config` in `run_dir` (on `data`, an ImageSet, with `mnist` for the classifier's
+    metrics; else the data loaded here); returns (G, D)."""
     fastgan.manual_seed(config["seed"])
     recipe = recipe_for(config)
     play = STEPS[recipe.update]  # one round of the game: alternating or simultaneous updates
-    mnist = load_mnist(config["data_dir"], progress=progress) if mnist is None else mnist
-    images = mnist_to_float(training_images(mnist, recipe, config), value_range=recipe.value_range)
+    if data is None:
+        data, mnist = load_data(config, progress)
     xp = backend.array_module(device)
-    if recipe.pixel_mean_init:
-        G, D = MODELS[config["model"]](config["nz"], pixel_mean=recipe.to_unit(images).mean(axis=0))
-    else:
-        G, D = MODELS[config["model"]](config["nz"])
+    G, D = build_gan(config, **({"pixel_mean": data.to_float((0, 1)).mean(axis=0)} if recipe.pixel_mean_init
+                                else {}))
     G.to(device), D.to(device)
     opt_g = recipe.make_optimizer(G.parameters(), config["lr"], config["beta1"])
     opt_d = recipe.make_optimizer(D.parameters(), config["lr"], config["beta1"])
     fixed_noise = recipe.sample_noise(FIXED_NOISE_SAMPLES, config["nz"], device=device)
-    probe = fastgan.Tensor(xp.asarray(images[:FIXED_NOISE_SAMPLES]))  # real images D must still judge sanely
+    first = data.to_float(recipe.value_range, index=slice(0, FIXED_NOISE_SAMPLES))
+    probe = fastgan.Tensor(xp.asarray(first))  # real images D must still judge sanely
     metrics_path = os.path.join(run_dir, METRICS)
     quality = TrainingQuality(config, mnist, run_dir)
 
@@ -292,25 +376,26 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         fastgan.set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"]
     else:
-        save_image_grid(images[:64], os.path.join(run_dir, "real_samples.png"), value_range=recipe.value_range)
+        save_image_grid(first, os.path.join(run_dir, "real_samples.png"), value_range=recipe.value_range)
     # the lines the checkpoint covers (none for a fresh start, which may take over a run stopped before its first)
     keep_metrics_lines(metrics_path, resume_state["metrics_lines"] if resume_state is not None else 0)
 
     batch, epochs = config["batch_size"], config["epochs"]
-    iters = len(images) // batch  # every step sees a full batch
+    iters = len(data) // batch  # every step sees a full batch
     last_plot = -math.inf
     for epoch in range(start_epoch, epochs):
         kept = (f"the checkpoint of epoch {epoch} in {run_dir} is kept" if epoch and not dry_run
                 else "no checkpoint was written")
         G.train(), D.train()
-        order = fastgan.random.generator().permutation(len(images))
+        order = fastgan.random.generator().permutation(len(data))
         bar = tqdm(range(1 if dry_run else iters), desc=f"epoch {epoch + 1}/{epochs}", unit="step",
                    disable=not progress, dynamic_ncols=True, file=sys.stderr)
         started = time.perf_counter()
         for i in bar:
             step = epoch * iters + i
             lr, momentum = recipe.apply_schedule((opt_g, opt_d), step, iters, config["schedule_epochs"], config["lr"])
-            real = fastgan.Tensor(xp.asarray(images[order[i * batch:(i + 1) * batch]]))
+            rows = order[i * batch:(i + 1) * batch]
+            real = fastgan.Tensor(xp.asarray(data.to_float(recipe.value_range, index=rows)))
             z = recipe.sample_noise(batch, config["nz"], device=device)
             stats = play(G, D, opt_g, opt_d, real, z, config["g_loss"], config["real_label"], recipe.d_loss_scale)
             if diverged(stats["loss_d"]) or diverged(stats["loss_g"]):
@@ -342,7 +427,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         save_image_grid(samples.numpy(), os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"),
                         value_range=recipe.value_range)
         if epoch + 1 == epochs or time.monotonic() - last_plot >= LOSS_PLOT_INTERVAL_S:
-            plot_losses(metrics_path, os.path.join(run_dir, "losses.png"), title=f"{config['model']} on MNIST")
+            plot_losses(metrics_path, os.path.join(run_dir, "losses.png"),
+                        title=f"{config['model']} on {DATA_NAMES[config['dataset']]}")
             last_plot = time.monotonic()
         if not dry_run:  # before the checkpoint: the metrics lines it counts include the quality record
             quality.after_epoch(G, recipe, epoch, epoch + 1 == epochs, metrics_path)
@@ -370,6 +456,7 @@ def plan_run(parser, args, given):
     if args.resume:
         run_dir = args.resume
         state, config = previous_run(run_dir)
+        resolve_shape(config)  # a run from before the image settings: its model's and data set's own
         conflicts = [f"{SETTING_RULES[k][0]} {given[k]!r} (the run has {config.get(k)!r})" for k in given
                      if k not in MAY_CHANGE_ON_RESUME and given[k] != config.get(k)]
         if conflicts:
@@ -388,10 +475,14 @@ def plan_run(parser, args, given):
         config = {**dict.fromkeys(RUN_SETTINGS), **DEFAULTS, "epochs": DEFAULT_EPOCHS, **given}
         run_dir = args.out or default_run_dir(config)
         check_new_run_folder(run_dir, args.overwrite)
+    resolve_shape(config)
     resolve_recipe(config)
     if "beta1" in given and RECIPES[config["model"]].optimizer != "adam":
         parser.error(f"--beta1 is Adam's; model {config['model']} trains with {RECIPES[config['model']].optimizer} "
                      "(its momentum follows the recipe)")
+    errors = combination_errors(config)
+    if errors:
+        parser.error("; ".join(errors))
     return config, run_dir, state
 
 
@@ -411,8 +502,20 @@ def main(argv=None):
     try:
         device = choose_device(args.device)
         config, run_dir, state = plan_run(parser, args, given)
-        mnist = load_mnist(config["data_dir"], progress=not args.no_progress)
-        available = len(training_images(mnist, RECIPES[config["model"]], config))
+        try:
+            data, mnist = load_data(config, progress=not args.no_progress)
+        except ValueError as err:  # an option the data set cannot take (the checks above should have said so)
+            parser.error(str(err))
+        if data.shape != image_shape(config):
+            c, h, w = image_shape(config)
+            parser.error(f"the images of {data.description} are {'×'.join(map(str, data.shape))} (channels×height×"
+                         f"width); model {config['model']} takes {c}×{h}×{w}: choose --image-size and --nc to fit")
+        if config.get("data_fingerprint") not in (None, data.fingerprint):
+            raise TrainingError(f"--resume {run_dir}: the run trained on data with fingerprint "
+                                f"{config['data_fingerprint']!r}, and {data.description} has {data.fingerprint!r}: "
+                                "the images changed (an edited folder?); start a new run with --out")
+        config["data_fingerprint"] = data.fingerprint
+        available = len(data)
         if config["batch_size"] > available:
             limit = f" (--limit {config['limit']})" if config["limit"] is not None else ""
             parser.error(f"--batch-size {config['batch_size']} is larger than the {available} training images{limit}: "
@@ -427,8 +530,9 @@ def main(argv=None):
         with atomic_write(os.path.join(run_dir, CONFIG), "w") as f:
             json.dump({**config, "device": device}, f, indent=2)
         print(f"run folder: {run_dir}  (device: {device})")
-        run(config, run_dir, state, progress=not args.no_progress, dry_run=args.dry_run, device=device, mnist=mnist)
-    except (TrainingError, CheckpointError, MNISTError) as err:
+        run(config, run_dir, state, progress=not args.no_progress, dry_run=args.dry_run, device=device, data=data,
+            mnist=mnist)
+    except (TrainingError, CheckpointError, MNISTError, FolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -15,6 +15,7 @@ import time
 from fastgan.checkpoint import CheckpointError
 from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
+from fastgan.models import image_shape
 from fastgan.utils.atomic import atomic_write
 
 from . import classifier as clf
@@ -66,10 +67,24 @@ def build_parser():
     return p
 
 
+MNIST_SHAPE = (1, 28, 28)
+
+
+def require_mnist(config, metric):
+    """EvalError unless the run learned MNIST at 28×28: `metric` compares with MNIST's test digits."""
+    dataset, shape = config.get("dataset", "mnist"), image_shape(config)
+    if dataset != "mnist" or shape != MNIST_SHAPE:
+        raise EvalError(f"{metric} needs MNIST-like 28×28 grayscale data (it compares with the MNIST test digits), "
+                        f"and this run trained model {config['model']} on {dataset} at {'×'.join(map(str, shape))} "
+                        "(MNIST resized to 64 is not scored either); its sample grids, losses and "
+                        "`python -m fastgan.eval time` apply")
+
+
 def run_parzen(args):
     if args.samples < 2 or (args.limit is not None and args.limit < 1):
         raise EvalError("--samples must be at least 2 and --limit at least 1")
     G, config, recipe = load_generator(args.run_dir)
+    require_mnist(config, "the Parzen estimate")
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     unit = lambda a: mnist_to_float(a, (0, 1), dtype="float64").reshape(len(a), -1)  # noqa: E731
     validation = unit(mnist.x_train[50000:51000][:args.limit])    # the first 1,000 of train[50000:60000]
@@ -94,6 +109,7 @@ def run_quality(args):
     if args.samples < 2:
         raise EvalError("--samples must be at least 2")
     G, config, recipe = load_generator(args.run_dir)
+    require_mnist(config, "the quality report (MNIST classifier: FID, Inception score, digits covered)")
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     model, test_accuracy = clf.load_or_train_classifier(mnist=mnist, progress=not args.no_progress)
     evaluator = quality.QualityEvaluator.from_mnist(mnist, args.samples, model, test_accuracy)

@@ -123,12 +123,15 @@ class TrainingQuality:
     """
 
     def __init__(self, config, mnist, run_dir):
+        """mnist: the MNIST digits (the references), or None when the run's data is not MNIST at 28×28."""
         self.config, self.mnist, self.run_dir = config, mnist, run_dir
         self.every, self.samples = config.get("eval_every", 0), config.get("eval_samples", 0)
         self.evaluator, self.unavailable = None, False  # built on first use: classifier + reference features
 
     def after_epoch(self, G, recipe, epoch, final, metrics_path):
         periodic = self.every > 0 and (epoch + 1) % self.every == 0
+        if self.mnist is None:  # not MNIST at 28×28: the classifier's metrics do not apply
+            return
         if self.samples <= 0 or self.unavailable or not (periodic or (final and clf.cached_classifier_exists())):
             return
         with isolated_rng(self.config["seed"]):  # the training run's random stream stays where it was

@@ -3,7 +3,7 @@ import numpy as np
 
 import fastgan
 from fastgan.checkpoint import load_checkpoint
-from fastgan.models import MODELS, recipe_for
+from fastgan.models import build_gan, recipe_for
 from fastgan.random import isolated_rng
 
 __all__ = ["EvalError", "load_generator", "isolated_rng", "sample_images"]
@@ -21,7 +21,7 @@ def load_generator(run_dir):
     """
     state = load_checkpoint(run_dir)
     config = state["config"]
-    G, _ = MODELS[config["model"]](config["nz"])
+    G, _ = build_gan(config)
     G.load_state_dict(state["G"])
     return G.eval(), {**config, "trained_epochs": state["epoch"]}, recipe_for(config)
 
