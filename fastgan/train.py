@@ -44,9 +44,10 @@ from fastgan.data import DATASETS, FolderError, ImageSet, MNISTError, load_image
 from fastgan.data.fake import DEFAULT_COUNT as FAKE_COUNT
 from fastgan.data.mnist_resized import NATIVE_SIZE as MNIST_SIZE
 from fastgan.data.sources import DEFAULTS as DATA_DEFAULTS
-from fastgan.gan import G_LOSSES, STEPS
+from fastgan.gan import ALL_G_LOSSES, ROUNDS, Batch
 from fastgan.eval.quality import TrainingQuality
-from fastgan.models import IMAGE_SIZES, MODEL_OPTIONS, MODELS, RECIPES, build_gan, image_shape, recipe_for
+from fastgan.models import (CONDITIONAL_KINDS, IMAGE_SIZES, MODEL_OPTIONS, MODELS, RECIPES, VBN_REFERENCE_SIZE,
+                            build_gan, grid_labels, image_shape, random_labels, recipe_for)
 from fastgan.utils.atomic import atomic_write
 from fastgan.utils.images import save_image_grid
 from fastgan.utils.plots import plot_losses
@@ -54,18 +55,21 @@ from fastgan.utils.plots import plot_losses
 DEFAULT_EPOCHS = 5
 LOSS_PLOT_INTERVAL_S = 60  # drawing losses.png takes about a second: a run of short epochs redraws it less often
 FIXED_NOISE_SAMPLES = 64   # the sample grids; D's verdict on them (and on as many training images) is checked too
+GRID_PER_CLASS = 8         # a conditional run's grids: one row of 8 samples per requested digit (80 samples)
 # Settings that define the run; on --resume they come from the checkpoint, and a flag that contradicts one is an
 # error. Only --epochs may change, and --data-dir (the same data, found elsewhere: its fingerprint must not change).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
                 "limit", "data_dir", "log_every", "eval_every", "eval_samples", "image_size", "nc", "ngf", "ndf",
-                "strict")
+                "strict", "d_steps", "minibatch_disc", "vbn", "conditional")
 MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
 # the parser's defaults are None so that the flags a user gave can be told apart; these fill the rest (batch size,
 # lr, β1 and noise come from the model's recipe; image size, channels and widths from the model and the data set)
 DEFAULTS = {"model": "dcgan", "nz": 100, "g_loss": "non-saturating", "real_label": 1.0, "seed": 0, "limit": None,
-            "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000, "strict": False}
+            "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000, "strict": False,
+            "d_steps": 1, "minibatch_disc": None, "vbn": False, "conditional": None}
 # settings added after the first checkpoints were written: a config without them had these values
-LATER_SETTINGS = {"image_size": None, "nc": None, "ngf": None, "ndf": None, "strict": False}
+LATER_SETTINGS = {"image_size": None, "nc": None, "ngf": None, "ndf": None, "strict": False, "d_steps": 1,
+                  "minibatch_disc": None, "vbn": False, "conditional": None}
 # Divergence: D's losses are binary cross-entropies on its logits s, about |s| when D is confidently wrong, and a
 # healthy run keeps them between about 0.1 and 10. σ(s) is within float32 rounding of 0 or 1 beyond |s| ≈ 17, so a
 # loss or a logit beyond 1e4 cannot come from a working D: it is a run whose weights are blowing up (at --lr 1e6
@@ -96,7 +100,7 @@ SETTING_RULES = {
     "dataset": ("dataset", lambda v: v in DATASETS, f"one of {DATASETS}"),
     "model": ("--model", lambda v: v in MODELS, f"one of {sorted(MODELS)}"),
     "noise": ("--noise", lambda v: v in ("normal", "uniform"), "'normal' or 'uniform'"),
-    "g_loss": ("--g-loss", lambda v: v in G_LOSSES, f"one of {G_LOSSES}"),
+    "g_loss": ("--g-loss", lambda v: v in ALL_G_LOSSES, f"one of {ALL_G_LOSSES}"),
     "epochs": ("--epochs", _int_at_least(1), "an integer >= 1"),
     "schedule_epochs": ("schedule_epochs", _int_at_least(1), "an integer >= 1"),
     "batch_size": ("--batch-size", _int_at_least(2), "an integer >= 2 (batch norm needs two samples)"),
@@ -115,6 +119,11 @@ SETTING_RULES = {
     "ngf": ("--ngf", _int_at_least(1), "an integer >= 1"),
     "ndf": ("--ndf", _int_at_least(1), "an integer >= 1"),
     "strict": ("--strict", lambda v: isinstance(v, bool), "true or false"),
+    "d_steps": ("--d-steps", _int_at_least(1), "an integer >= 1 (D updates per G update)"),
+    "minibatch_disc": ("--minibatch-disc", lambda v: isinstance(v, (list, tuple)) and len(v) == 2
+                       and all(_int_at_least(1)(b) for b in v), "two integers >= 1, B,C"),
+    "vbn": ("--vbn", lambda v: isinstance(v, bool), "true or false"),
+    "conditional": ("--conditional", lambda v: v in CONDITIONAL_KINDS, f"one of {CONDITIONAL_KINDS}"),
 }
 
 
@@ -122,6 +131,14 @@ def setting_errors(settings):
     """One message per setting that breaks its rule (None means "not set" and passes)."""
     return [f"{flag} must be {requirement}, got {settings[key]!r}" for key, (flag, ok, requirement)
             in SETTING_RULES.items() if settings.get(key) is not None and not ok(settings[key])]
+
+
+def minibatch_pair(text):
+    """--minibatch-disc B,C -> [B, C] (a list: what the config's JSON gives back)."""
+    parts = text.split(",")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected two integers >= 1 as B,C (e.g. 100,5), got {text!r}")
+    return [int(p) for p in parts]
 
 
 def build_parser():
@@ -142,11 +159,26 @@ def build_parser():
     p.add_argument("--noise", choices=["normal", "uniform"],
                    help="distribution of z, both of unit variance: N(0, 1) or U(−√3, √3) (default: the recipe's: "
                         "dcgan normal, mlp uniform)")
-    p.add_argument("--g-loss", choices=G_LOSSES,
-                   help="generator cost: non-saturating (default), minimax (zero-sum) or ml (maximum likelihood)")
+    p.add_argument("--g-loss", choices=ALL_G_LOSSES,
+                   help="generator cost: non-saturating (default), minimax (zero-sum), ml (maximum likelihood) or "
+                        "feature-matching (G matches the mean of D's intermediate features on real images)")
     p.add_argument("--real-label", type=float,
                    help=f"target for real images, in (0, 1]; 0.9 is one-sided label smoothing (default: "
                         f"{DEFAULTS['real_label']})")
+    p.add_argument("--label-smoothing", type=float, metavar="ALPHA",
+                   help="one-sided label smoothing: real images get the target 1 − ALPHA (0.1 is --real-label 0.9); "
+                        "fakes keep 0")
+    p.add_argument("--d-steps", type=int, metavar="K",
+                   help="K updates of D, each on a fresh real batch, per update of G (default: 1); an epoch is "
+                        "one pass of D over the data")
+    p.add_argument("--minibatch-disc", type=minibatch_pair, metavar="B,C",
+                   help="minibatch discrimination before D's last layer: B kernels of C dimensions (e.g. 100,5)")
+    p.add_argument("--vbn", action="store_true", default=None,
+                   help="virtual batch norm in G: a reference batch of noise fixed at the start (dcgan only)")
+    p.add_argument("--conditional", choices=CONDITIONAL_KINDS,
+                   help="train with the labels (dcgan on mnist): cgan (class given to G and D), projection (class "
+                        "embedding projected on D's features) or acgan (D also classifies); grids show one digit "
+                        "per row")
     p.add_argument("--seed", type=int, help=f"random seed: same seed, same run (default: {DEFAULTS['seed']})")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<model>-<date>-<time>); one that "
                                                "already holds a run is refused")
@@ -306,6 +338,17 @@ def combination_errors(config):
     if config["eval_every"] and not classifier_applies(config):
         errors.append(f"--eval-every: the classifier-based metrics need MNIST at {MNIST_SIZE}×{MNIST_SIZE}, not "
                       f"dataset {dataset} at {size}×{size} (its run has sample grids, losses and epoch times)")
+    toolbox = [flag for key, flag in (("vbn", "--vbn"), ("minibatch_disc", "--minibatch-disc"),
+                                      ("conditional", "--conditional")) if config.get(key)]
+    if model == "dcgan64" and toolbox:
+        errors.append(f"{', '.join(toolbox)}: the toolbox's options are the 28×28 models'; model dcgan64 does not "
+                      "offer them (use --model dcgan)")
+    if model == "mlp" and config.get("vbn"):
+        errors.append("--vbn: model mlp's generator has no batch norm to make virtual (use --model dcgan)")
+    if model == "mlp" and config.get("conditional"):
+        errors.append("--conditional: model mlp has no conditional variant (use --model dcgan)")
+    if config.get("conditional") and dataset != "mnist":
+        errors.append(f"--conditional needs the class of every image: dataset {dataset} has no labels (use mnist)")
     return errors
 
 
@@ -328,18 +371,19 @@ def diverged(value):
     return not (math.isfinite(value) and abs(value) <= DIVERGENCE_LIMIT)
 
 
-def unfit_for_checkpoint(G, D, samples, probe):
+def unfit_for_checkpoint(G, D, samples, probe, sample_labels=None, probe_labels=None):
     """Why the players' state after an epoch must not be saved (None if it may): weights or buffers that are not
     finite, samples that are not, or D's logits on fixed batches (real and generated) beyond the divergence limit.
-    G and D are in eval mode (no dropout, batch norm on its running statistics), so the verdict is deterministic."""
+    G and D are in eval mode (no dropout, batch norm on its running statistics), so the verdict is deterministic.
+    A D told the class judges each batch with its labels."""
     for key, module in (("G", G), ("D", D)):
         for name, t in list(module.named_parameters()) + list(module.named_buffers()):
             if not bool(backend.xp(t.data).isfinite(t.data).all()):
                 return f"{key}.{name} holds NaN or infinite values"
     if not np.isfinite(samples.numpy()).all():
         return "G's samples of the fixed noise are not finite"
-    for what, x in (("training images", probe), ("G's samples", samples)):
-        logits = D(x).numpy().astype(np.float64)
+    for what, x, labels in (("training images", probe, probe_labels), ("G's samples", samples, sample_labels)):
+        logits = (D(x, labels) if getattr(D, "takes_labels", False) else D(x)).numpy().astype(np.float64)
         largest = float(np.max(np.abs(logits))) if np.isfinite(logits).all() else math.inf
         if diverged(largest):
             return f"D's logits on {len(logits)} {what} reach {largest:.3g} (the limit is ±{DIVERGENCE_LIMIT:g})"
@@ -351,18 +395,25 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
     metrics; else the data loaded here); returns (G, D)."""
     fastgan.manual_seed(config["seed"])
     recipe = recipe_for(config)
-    play = STEPS[recipe.update]  # one round of the game: alternating or simultaneous updates
+    play = ROUNDS[recipe.update]  # one round of the game: alternating or simultaneous updates
     if data is None:
         data, mnist = load_data(config, progress)
     xp = backend.array_module(device)
-    G, D = build_gan(config, **({"pixel_mean": data.to_float((0, 1)).mean(axis=0)} if recipe.pixel_mean_init
-                                else {}))
+    extra = {"pixel_mean": data.to_float((0, 1)).mean(axis=0)} if recipe.pixel_mean_init else {}
+    if config["vbn"]:  # the reference batch: the run's noise, fixed now and saved with G
+        extra["reference_noise"] = recipe.sample_noise(VBN_REFERENCE_SIZE, config["nz"])
+    G, D = build_gan(config, **extra)
     G.to(device), D.to(device)
     opt_g = recipe.make_optimizer(G.parameters(), config["lr"], config["beta1"])
     opt_d = recipe.make_optimizer(D.parameters(), config["lr"], config["beta1"])
-    fixed_noise = recipe.sample_noise(FIXED_NOISE_SAMPLES, config["nz"], device=device)
+    conditional = bool(config["conditional"])
+    # a conditional run's grids: one row of GRID_PER_CLASS samples per requested digit
+    fixed_labels = grid_labels(GRID_PER_CLASS).numpy() if conditional else None
+    samples_shown = len(fixed_labels) if conditional else FIXED_NOISE_SAMPLES
+    fixed_noise = recipe.sample_noise(samples_shown, config["nz"], device=device)
     first = data.to_float(recipe.value_range, index=slice(0, FIXED_NOISE_SAMPLES))
     probe = fastgan.Tensor(xp.asarray(first))  # real images D must still judge sanely
+    probe_labels = data.labels[:FIXED_NOISE_SAMPLES] if conditional else None
     metrics_path = os.path.join(run_dir, METRICS)
     quality = TrainingQuality(config, mnist, run_dir)
 
@@ -373,6 +424,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         opt_g.load_state_dict(resume_state["opt_g"])
         opt_d.load_state_dict(resume_state["opt_d"])
         fixed_noise = fastgan.tensor(resume_state["fixed_noise"], device=device)
+        if conditional:
+            fixed_labels = resume_state["fixed_labels"]
         fastgan.set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"]
     else:
@@ -380,8 +433,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
     # the lines the checkpoint covers (none for a fresh start, which may take over a run stopped before its first)
     keep_metrics_lines(metrics_path, resume_state["metrics_lines"] if resume_state is not None else 0)
 
-    batch, epochs = config["batch_size"], config["epochs"]
-    iters = len(data) // batch  # every step sees a full batch
+    batch, epochs, d_steps = config["batch_size"], config["epochs"], config["d_steps"]
+    iters = len(data) // (batch * d_steps)  # rounds: every D update sees a full batch, one pass of D an epoch
     last_plot = -math.inf
     for epoch in range(start_epoch, epochs):
         kept = (f"the checkpoint of epoch {epoch} in {run_dir} is kept" if epoch and not dry_run
@@ -394,10 +447,16 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         for i in bar:
             step = epoch * iters + i
             lr, momentum = recipe.apply_schedule((opt_g, opt_d), step, iters, config["schedule_epochs"], config["lr"])
-            rows = order[i * batch:(i + 1) * batch]
-            real = fastgan.Tensor(xp.asarray(data.to_float(recipe.value_range, index=rows)))
-            z = recipe.sample_noise(batch, config["nz"], device=device)
-            stats = play(G, D, opt_g, opt_d, real, z, config["g_loss"], config["real_label"], recipe.d_loss_scale)
+            batches = []
+            for k in range(i * d_steps, (i + 1) * d_steps):  # K consecutive batches of the shuffled order
+                rows = order[k * batch:(k + 1) * batch]
+                real = fastgan.Tensor(xp.asarray(data.to_float(recipe.value_range, index=rows)))
+                z = recipe.sample_noise(batch, config["nz"], device=device)
+                if conditional:
+                    batches.append(Batch(real, z, xp.asarray(data.labels[rows]), random_labels(batch, device=device)))
+                else:
+                    batches.append(Batch(real, z))
+            stats = play(G, D, opt_g, opt_d, batches, config["g_loss"], config["real_label"], recipe.d_loss_scale)
             if diverged(stats["loss_d"]) or diverged(stats["loss_g"]):
                 raise TrainingError(f"training diverged at epoch {epoch} step {i}: Loss_D = {stats['loss_d']:.4g}, "
                                     f"Loss_G = {stats['loss_g']:.4g} (NaN, infinite or beyond ±{DIVERGENCE_LIMIT:g}). "
@@ -414,8 +473,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         # the last update may have broken the weights that its (earlier) losses looked fine for: check before saving
         G.eval(), D.eval()
         with fastgan.no_grad():
-            samples = G(fixed_noise)
-            unfit = unfit_for_checkpoint(G, D, samples, probe)
+            samples = G(fixed_noise, fastgan.tensor(fixed_labels, device=device)) if conditional else G(fixed_noise)
+            unfit = unfit_for_checkpoint(G, D, samples, probe, fixed_labels, probe_labels)
         if unfit:
             raise TrainingError(f"training diverged in epoch {epoch}: after its last step {unfit}. Stopped before "
                                 f"its checkpoint; {kept}. Try a lower --lr.")
@@ -425,7 +484,7 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
                                 "images_per_second": round(steps * batch / seconds, 1)}) + "\n")
         print(f"epoch {epoch + 1}/{epochs}: {seconds:.1f} s, {steps * batch / seconds:.0f} img/s", flush=True)
         save_image_grid(samples.numpy(), os.path.join(run_dir, f"fake_samples_epoch_{epoch + 1:03d}.png"),
-                        value_range=recipe.value_range)
+                        nrow=GRID_PER_CLASS, value_range=recipe.value_range)
         if epoch + 1 == epochs or time.monotonic() - last_plot >= LOSS_PLOT_INTERVAL_S:
             plot_losses(metrics_path, os.path.join(run_dir, "losses.png"),
                         title=f"{config['model']} on {DATA_NAMES[config['dataset']]}")
@@ -436,7 +495,8 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
             save_checkpoint(run_dir, {
                 "epoch": epoch + 1, "config": config, "G": G.state_dict(), "D": D.state_dict(),
                 "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(), "rng": fastgan.get_rng_state(),
-                "fixed_noise": fixed_noise.numpy(), "metrics_lines": count_lines(metrics_path)})
+                "fixed_noise": fixed_noise.numpy(), "metrics_lines": count_lines(metrics_path),
+                **({"fixed_labels": fixed_labels} if conditional else {})})
     return G, D
 
 
@@ -490,6 +550,13 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     given = {k: getattr(args, k) for k in RUN_SETTINGS + ("epochs",) if getattr(args, k) is not None}
+    if args.label_smoothing is not None:  # its other name: the target of real images, 1 − α
+        if args.real_label is not None:
+            parser.error(f"--label-smoothing {args.label_smoothing} sets the real target to 1 − ALPHA, as "
+                         f"--real-label does: give one of them, not both")
+        if not (_is_finite_number(args.label_smoothing) and 0 <= args.label_smoothing < 1):
+            parser.error(f"--label-smoothing must be in [0, 1), got {args.label_smoothing!r}")
+        given["real_label"] = 1 - args.label_smoothing
     errors = setting_errors(given)
     if errors:
         parser.error("; ".join(errors))
@@ -520,6 +587,9 @@ def main(argv=None):
             limit = f" (--limit {config['limit']})" if config["limit"] is not None else ""
             parser.error(f"--batch-size {config['batch_size']} is larger than the {available} training images{limit}: "
                          "no full batch to train on")
+        if config["batch_size"] * config["d_steps"] > available:
+            parser.error(f"--d-steps {config['d_steps']} × --batch-size {config['batch_size']} is more than the "
+                         f"{available} training images: no full round (K fresh real batches) to train on")
         # everything is checked: from here on the run folder is written
         os.makedirs(run_dir, exist_ok=True)
         if args.overwrite:
