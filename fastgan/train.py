@@ -7,7 +7,8 @@ The data (fastgan/data/sources.py): MNIST (28×28, or resized with --image-size)
 A run folder (its format: fastgan/checkpoint.py) holds:
     config.json                  the settings of the run
     real_samples.png             a grid of training images
-    fake_samples_epoch_NNN.png   64 samples from one fixed noise batch, after every epoch
+    fake_samples_epoch_NNN.png   64 samples from one fixed noise batch, after every epoch (a conditional run: 80,
+                                 one row of 8 per requested digit)
     metrics.jsonl                one JSON line per logged step (and one per finished epoch, with its time)
     losses.png                   Loss_D and Loss_G (and D's outputs) against the step (redrawn after an epoch,
                                  at most once a minute, and always after the last)
@@ -21,6 +22,10 @@ A run folder (its format: fastgan/checkpoint.py) holds:
 stopped before its first checkpoint starts again from its config.json. `--out` never replaces a run (unless
 --overwrite says so), every argument is checked before anything is written, and a run that diverges stops before
 its weights reach a checkpoint.
+
+The GAN tutorial's toolbox (fastgan/gan.py, fastgan/models/): --d-steps K (K D-updates per round, each on a fresh
+real batch), --label-smoothing, --g-loss feature-matching, --minibatch-disc B,C, --vbn, --conditional
+cgan|projection|acgan (docs/training.md lists every option).
 
 How a model is trained (optimiser, lr/momentum schedule, pixel range, noise, training subset) is its Recipe
 (fastgan/models/recipe.py); --batch-size, --lr, --beta1 and --noise override the recipe's values.
