@@ -9,7 +9,8 @@ A run folder holds
     checkpoint-epoch-NNN-<sha>.safetensors
                                     every array: G.<name> and D.<name> (parameters and batch-norm buffers),
                                     opt_g.<i>.<key> and opt_d.<i>.<key> (the moment buffers of the i-th parameter),
-                                    fixed_noise (the noise of the sample grids)
+                                    fixed_noise (the noise of the sample grids) and, for a conditional run,
+                                    fixed_labels (the digit requested of each of them)
     real_samples.png, fake_samples_epoch_NNN.png, losses.png, quality.json/.txt, mnist_fid.png, parzen.json
 
 Nothing in a checkpoint can run code: a safetensors file is raw arrays behind a JSON header, the rest is JSON, and
@@ -38,7 +39,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
-from fastgan.models import MODELS, recipe_for
+from fastgan.models import MODELS, NUM_CLASSES, build_gan, recipe_for
 from fastgan.random import isolated_rng
 from fastgan.utils.atomic import atomic_write, leftover_temporary_files
 
@@ -54,6 +55,7 @@ TRAINING_FILES = re.compile(r"config\.json|metrics\.jsonl|checkpoint\.json|check
                             r"|real_samples\.png|fake_samples_epoch_\d+\.png|losses\.png|quality\.(json|txt)"
                             r"|mnist_fid\.png")
 EVALUATION_FILES = ("parzen.json",)  # estimates of a checkpoint: stale once the run is replaced
+EVALUATION_SAMPLES = re.compile(r"samples(_digit_\d)?\.png")  # python -m fastgan.eval sample's grids: stale too
 # what a checkpoint's state holds: the arrays of the two players, their optimisers, and the plain values
 PLAYERS, OPTIMIZERS = ("G", "D"), ("opt_g", "opt_d")
 STATE_KEYS = ("epoch", "config", "rng", "metrics_lines", "fixed_noise") + PLAYERS + OPTIMIZERS
@@ -149,6 +151,22 @@ def _check_optimizer(where, key, saved, params, recipe, dtype):
             _check_array(where, f"{key}.{i}.{name}", state[name], p.shape, dtype)
 
 
+def _check_fixed_labels(where, config, state):
+    """A conditional run keeps the digit requested of every fixed noise vector; an unconditional one keeps none."""
+    labels = state.get("fixed_labels")
+    if not config.get("conditional"):
+        if labels is not None:
+            _fail(where, "fixed_labels belong to a conditional run, and its config names none (conditional)")
+        return
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu" or labels.shape != \
+            (len(state["fixed_noise"]),):
+        _fail(where, f"a conditional run needs fixed_labels, one integer class per fixed noise vector "
+                     f"({len(state['fixed_noise'])}), got {getattr(labels, 'dtype', type(labels).__name__)} of shape "
+                     f"{_shape_text(getattr(labels, 'shape', ()) or (0,))}")
+    if labels.size and not (0 <= labels.min() and labels.max() < NUM_CLASSES):
+        _fail(where, f"fixed_labels must lie in [0, {NUM_CLASSES}), got values from {labels.min()} to {labels.max()}")
+
+
 def validate_state(state, where="checkpoint"):
     """Raise CheckpointError (one line, starting with `where`) unless `state` is a complete, finite checkpoint of the
     model its config names. `state` holds STATE_KEYS: G and D as {name: array}, the optimisers' state_dict()s,
@@ -168,8 +186,12 @@ def validate_state(state, where="checkpoint"):
     # the noise first: its shape holds nz, so a config with an absurd nz fails here, before a model that size is built
     noise_shape = (None, nz, 1, 1) if recipe.noise_shape == "map" else (None, nz)
     _check_array(where, "fixed_noise", state["fixed_noise"], noise_shape, dtype, model)
+    _check_fixed_labels(where, config, state)
     with isolated_rng():  # building a model draws its initial weights: the caller's random stream must not move
-        G, D = MODELS[model](nz)
+        try:  # the architecture the config names: widths, channels and the toolbox's options
+            G, D = build_gan(config)
+        except (TypeError, ValueError) as err:
+            _fail(where, f"config names an architecture fastgan cannot build ({err})")
     for key, module in zip(PLAYERS, (G, D)):
         _check_player(where, key, state[key], module, model, nz, dtype)
     for key, module in zip(OPTIMIZERS, (G, D)):
@@ -197,6 +219,8 @@ def _split(state):
     """(tensors for the safetensors file, the JSON record) of a checkpoint state."""
     tensors = {f"{key}.{name}": np.ascontiguousarray(a) for key in PLAYERS for name, a in state[key].items()}
     tensors["fixed_noise"] = np.ascontiguousarray(state["fixed_noise"])
+    if state.get("fixed_labels") is not None:
+        tensors["fixed_labels"] = np.ascontiguousarray(state["fixed_labels"], dtype=np.int64)
     optimizers = {}
     for key in OPTIMIZERS:
         saved, numbers = state[key], []
@@ -275,8 +299,8 @@ def _merge(path, record, tensors):
     for name, array in tensors.items():
         head, _, rest = name.partition(".")
         index, _, entry = rest.partition(".")
-        if name == "fixed_noise":
-            state["fixed_noise"] = array
+        if name in ("fixed_noise", "fixed_labels"):
+            state[name] = array
         elif head in PLAYERS and rest:
             state[head][rest] = array
         elif head in OPTIMIZERS and index.isdigit() and int(index) < len(state[head]["state"]) and entry \
@@ -344,7 +368,8 @@ def remove_run_files(run_dir):
     """Delete every file a training run (and the evaluation of its checkpoint) wrote in RUN_DIR, and nothing else
     (for --overwrite). Returns the names removed."""
     removed = sorted(name for name in os.listdir(run_dir) if os.path.isfile(os.path.join(run_dir, name))
-                     and (TRAINING_FILES.fullmatch(name) or name in EVALUATION_FILES))
+                     and (TRAINING_FILES.fullmatch(name) or name in EVALUATION_FILES
+                          or EVALUATION_SAMPLES.fullmatch(name)))
     removed += [os.path.basename(path) for path, final in leftover_temporary_files(run_dir)
                 if TRAINING_FILES.fullmatch(final)]
     for name in removed:

@@ -58,8 +58,8 @@ def test_resume_gives_the_uninterrupted_result(tmp_path):
 def test_divergence_stops_and_keeps_the_last_checkpoint(tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "run")
     assert run("--epochs", "1", "--out", out) == 0
-    real_step = train.STEPS["alternating"]
-    monkeypatch.setitem(train.STEPS, "alternating", lambda *a, **k: {**real_step(*a, **k), "loss_d": float("nan")})
+    real_step = train.ROUNDS["alternating"]
+    monkeypatch.setitem(train.ROUNDS, "alternating", lambda *a, **k: {**real_step(*a, **k), "loss_d": float("nan")})
     assert run("--resume", out, "--epochs", "2") == 1
     err = capsys.readouterr().err
     assert "diverged" in err and "Loss_D = nan" in err and "checkpoint of epoch 1" in err
@@ -129,7 +129,7 @@ def assert_same_weights(a, b):
             np.testing.assert_array_equal(a[key][name], b[key][name], err_msg=f"{key}.{name}")
 
 
-REAL_STEP = train.STEPS["simultaneous"]  # the MLP's
+REAL_STEP = train.ROUNDS["simultaneous"]  # the MLP's
 
 
 def patch_step(monkeypatch, change):
@@ -141,11 +141,11 @@ def patch_step(monkeypatch, change):
         calls.append(None)
         stats = real_step(G, D, *args, **kwargs)
         return change(len(calls), G, D, stats) or stats
-    monkeypatch.setitem(train.STEPS, "simultaneous", step)
+    monkeypatch.setitem(train.ROUNDS, "simultaneous", step)
 
 
 def restore_step(monkeypatch):
-    monkeypatch.setitem(train.STEPS, "simultaneous", REAL_STEP)
+    monkeypatch.setitem(train.ROUNDS, "simultaneous", REAL_STEP)
 
 
 def interrupt_at(call):
