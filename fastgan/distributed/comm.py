@@ -24,6 +24,7 @@ from .failure import Watchdog
 
 # Set in the environment of every process by the common launchers: MPICH's and Intel MPI's mpiexec (PMI),
 # Open MPI's mpirun, PMIx launchers (srun --mpi=pmix, prrte)
+ABORT_GRACE_S = 0.5  # how long a failing rank waits, after printing why, before MPI_Abort ends every rank
 LAUNCHER_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK")
 
 
@@ -192,6 +193,8 @@ class MPICommunicator(Communicator):
     def abort(self, message, code=1):
         print(f"fastgan: {self.where()}: {message}; ending all {self.size} ranks (MPI_Abort)", file=sys.stderr,
               flush=True)
+        sys.stdout.flush()
+        time.sleep(ABORT_GRACE_S)  # the launcher forwards a rank's output asynchronously: let it pass the message
         self.mpi.Abort(code)
         os._exit(code)  # MPICH's MPI_Abort can return before the launcher's kill arrives: go no further
 
