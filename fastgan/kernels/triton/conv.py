@@ -191,6 +191,8 @@ def _weight_grad(g, u, weight_shape, stride, padding):
     (n, o, ho, wo), (_, c, h, w), (kh, kw) = g.shape, u.shape, weight_shape[2:]
     (sh, sw), (ph, pw) = stride, padding
     npix, ntap = n * ho * wo, c * kh * kw
+    if npix == 0:  # an empty batch: a sum of no products
+        return carrier.zeros(g, weight_shape)
     bm, bn, bk = _block(o, 64), _block(ntap, 64), _block(npix, 32)
     tiles = triton.cdiv(o, bm) * triton.cdiv(ntap, bn)
     splits = max(1, min(triton.cdiv(npix, bk), _WEIGHT_GRAD_PROGRAMS // tiles))
