@@ -55,8 +55,9 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "tqdm>=4.60", "Pillow>=9.0", "matplotlib>=3.6"],
     extras_require={
-        # torch is the numerical oracle of the tests; Triton's CPU interpreter runs the Triton kernels in CI
-        "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2"],
+        # torch is the numerical oracle of the tests (hypothesis draws the randomised cases of test_properties.py);
+        # Triton's CPU interpreter runs the Triton kernels in CI
+        "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2", "hypothesis>=6.50"],
         "gpu": ["cupy-cuda12x>=13", "triton>=3.2"],
     },
     ext_modules=native_extensions(),

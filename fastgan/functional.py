@@ -80,6 +80,8 @@ def _binary(op, a, b, floating=False):
     and their arrays A, B in the dtype the op computes in, torch's promotion of the two (promotion.py; `floating`:
     integers promote further to the default float dtype, as in a true division). The gradients come back in each
     input's own dtype (tensor._fit)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
     for v in (a, b):
         if not isinstance(v, (Tensor, numbers.Number, np.generic)) and not hasattr(v, "dtype"):
             raise TypeError(f"{op}: expected tensors, arrays or real numbers, got {type(v).__name__}")
@@ -104,9 +106,9 @@ def add(a, b):
 
 def sub(a, b):
     a, b, A, B = _binary("sub", a, b)
-    if A.dtype == bool or a.dtype == bool or b.dtype == bool:
-        raise TypeError(f"sub: subtraction with a bool operand is not supported, as in torch (to invert a mask, "
-                        f"use 1 - mask.float() or NumPy's ~), got dtypes {a.dtype} and {b.dtype}")
+    if bool in (a.dtype, b.dtype):
+        raise TypeError(f"sub: subtraction with a bool operand is not supported (as in torch), got dtypes {a.dtype} "
+                        f"and {b.dtype}")
     # d(a-b) = da - db
     return _result(A - B, (a, b), lambda g: (g, -g), "sub")
 
@@ -334,8 +336,11 @@ def cat(tensors, dim=0):
         raise ValueError("cat: expected a non-empty list of tensors")
     _check_same_dtype("cat", *tensors)
     ref = tensors[0].shape
+    if not ref:
+        raise ValueError("cat: 0-d tensors have no dim to join along (reshape them to shape (1,) first)")
+    dim = _dim(dim, len(ref), "cat")
     for t in tensors:
-        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != dim % len(ref)):
+        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != dim):
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
     xp = backend.xp(tensors[0].data)
     cuts = np.cumsum([t.shape[dim] for t in tensors])[:-1]

@@ -6,7 +6,7 @@ the input Tensors it read, and a closure `backward(grad_out) -> grads for each i
   1. sorts the graph topologically (iteratively, so a deep graph cannot hit Python's recursion limit),
   2. walks it from the output back to the leaves, calling each closure once with the *sum* of the gradients that
      reached that node (a node used twice gets both contributions: accumulation makes reuse correct),
-  3. sums a broadcast operand's gradient back down to the operand's shape ("un-broadcasting"),
+  3. sums a broadcast operand's gradient back down to the operand's shape ("un-broadcasting"), in its dtype,
   4. stores the gradient of every leaf that requires it in `.grad`, and frees the graph unless asked to keep it.
 """
 import contextlib
@@ -40,7 +40,7 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, _parents=(), _backward=None, _op=""):
         self.data = data
-        self.requires_grad = requires_grad  # checked by the property below
+        self.requires_grad = requires_grad  # (the property below refuses it for integer data)
         self.grad = None
         self._parents = _parents    # the Tensors this one was computed from (None where an input was absent)
         self._backward = _backward  # grad_out -> one gradient (or None) per parent; None for a leaf
