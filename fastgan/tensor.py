@@ -57,6 +57,8 @@ class Tensor:
         return int(self.data.size)
 
     def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
     def numpy(self):

@@ -271,6 +271,8 @@ def test_tensor_methods_as_torch():
     check(lambda x, y: x.matmul(y), lambda x, y: x.matmul(y), [a, b])
     check(lambda x: x.neg(), lambda x: x.neg(), [a])
     check(lambda x: x.permute((1, 0)), lambda x: x.permute((1, 0)), [a])
+    with pytest.raises(TypeError, match=r"len\(\) of a 0-d tensor"):
+        len(fastgan.tensor(1.0))
 
 
 @pytest.mark.parametrize("shape_a, shape_b", [((4,), (4,)), ((3, 4), (4,)), ((4,), (4, 5)), ((2, 3, 4), (4,)),
