@@ -24,18 +24,19 @@ def _lift(value, like):
     return Tensor(xp.asarray(value, dtype=like.dtype))
 
 
-def _dim(dim, ndim, op):
-    """A dim index counted from the end when negative, checked as torch does (a 0-d tensor has dims 0 and -1)."""
-    size = max(ndim, 1)
+def _dim(dim, shape, op):
+    """A dim of a tensor of `shape`, counted from the end when negative, checked as torch does (a 0-d tensor has
+    dims 0 and -1)."""
+    size = max(len(shape), 1)
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or not -size <= dim < size:
-        raise IndexError(f"{op}: dim {dim!r} is out of range for a {ndim}-d tensor (expected an int in "
-                         f"[{-size}, {size - 1}])")
+        raise IndexError(f"{op}: dim {dim!r} is out of range for a tensor of shape {tuple(shape)} (expected an int "
+                         f"in [{-size}, {size - 1}])")
     return int(dim) % size
 
 
-def _dims(dims, ndim, op):
-    """Several dim indices, normalised by _dim; repeating one is an error."""
-    out = tuple(_dim(d, ndim, op) for d in dims)
+def _dims(dims, shape, op):
+    """Several dims, each as _dim; naming one twice is an error."""
+    out = tuple(_dim(d, shape, op) for d in dims)
     if len(set(out)) != len(out):
         raise ValueError(f"{op}: dims {tuple(dims)} name a dim twice")
     return out
@@ -231,7 +232,7 @@ def reshape(x, *shape):
 def flatten(x, start_dim=0, end_dim=-1):
     """Dims start_dim..end_dim merged into one, as torch.flatten: by default every dim (a 0-d tensor becomes shape
     (1,)). nn.Flatten keeps the batch dim (start_dim=1)."""
-    start, end = _dim(start_dim, x.ndim, "flatten"), _dim(end_dim, x.ndim, "flatten")
+    start, end = _dim(start_dim, x.shape, "flatten"), _dim(end_dim, x.shape, "flatten")
     if start > end:
         raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
     if x.ndim == 0:
@@ -244,7 +245,7 @@ def permute(x, *dims):
     dims = _unpack(dims)
     if len(dims) != x.ndim:
         raise ValueError(f"permute: dims {dims} do not match the {x.ndim} dims of shape {x.shape}")
-    dims = _dims(dims, x.ndim, "permute")
+    dims = _dims(dims, x.shape, "permute")
     inverse = tuple(int(i) for i in np.argsort(dims))
     # a permutation moves values: the gradient is moved back by the inverse permutation
     return _result(x.data.transpose(dims), (x,), lambda g: (g.transpose(inverse),), "permute")
@@ -252,7 +253,7 @@ def permute(x, *dims):
 
 def transpose(x, dim0, dim1):
     dims = list(range(x.ndim))
-    dim0, dim1 = _dim(dim0, x.ndim, "transpose"), _dim(dim1, x.ndim, "transpose")
+    dim0, dim1 = _dim(dim0, x.shape, "transpose"), _dim(dim1, x.shape, "transpose")
     if x.ndim:
         dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, tuple(dims))
@@ -338,7 +339,7 @@ def cat(tensors, dim=0):
     ref = tensors[0].shape
     if not ref:
         raise ValueError("cat: 0-d tensors have no dim to join along (reshape them to shape (1,) first)")
-    dim = _dim(dim, len(ref), "cat")
+    dim = _dim(dim, ref, "cat")
     for t in tensors:
         if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != dim):
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
@@ -362,7 +363,7 @@ def _reduced(x, dim, keepdim, axis, keepdims, op):
     keepdim = keepdim if keepdims is None else keepdims
     if dim is None or (isinstance(dim, (tuple, list)) and not dim):
         return tuple(range(x.ndim)), bool(keepdim)
-    axes = _dims(dim if isinstance(dim, (tuple, list)) else (dim,), x.ndim, op)
+    axes = _dims(dim if isinstance(dim, (tuple, list)) else (dim,), x.shape, op)
     return (axes if x.ndim else ()), bool(keepdim)
 
 
@@ -643,3 +644,57 @@ def to_device(x, device):
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("np", "backend",
                                                                                 "dispatch", "generator", "Tensor")]
+
+
+# --- torch-compatible ops for code written against torch (squeeze, unsqueeze, BCE on probabilities) --------------
+
+def squeeze(x, dim=None):
+    """Drop the axes of length 1 among `dim` (all of them by default); an axis longer than 1 is kept, as torch."""
+    dims = range(x.ndim) if dim is None else _dims(dim if isinstance(dim, (tuple, list)) else (dim,), x.shape,
+                                                   "squeeze")
+    drop = [d for d in dims if x.ndim and x.shape[d] == 1]
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in drop))
+
+
+def unsqueeze(x, dim):
+    """Insert an axis of length 1 at `dim` (negative: counted from the end of the result, as torch)."""
+    if not -(x.ndim + 1) <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of shape {x.shape}")
+    dim %= x.ndim + 1
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def binary_cross_entropy(probabilities, target, reduction="mean"):
+    """BCE of probabilities p against targets y, as torch.nn.functional.binary_cross_entropy (the unfused form):
+
+        ℓ = −(y·max(log p, −100) + (1−y)·max(log(1−p), −100))
+    The clamp at −100 keeps ℓ finite when p rounds to 0 or 1 — in float32, σ(s) rounds to 1 for s ≳ 17, so the
+    loss saturates at 100 and its gradient is wrong there. binary_cross_entropy_with_logits, fused with the sigmoid,
+    has neither problem: prefer it (docs/extending.md). Gradients flow to the probabilities only.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if probabilities.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy: input must be floating point, got {probabilities.dtype}")
+    xp, p = backend.xp(probabilities.data), probabilities.data
+    y = xp.asarray(target.data if isinstance(target, Tensor) else target, dtype=p.dtype)
+    if y.shape != p.shape:
+        raise ValueError(f"binary_cross_entropy: target {tuple(y.shape)} does not match input {p.shape}")
+    if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
+        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+                         f"[{float(p.min())}, {float(p.max())}]; for logits use binary_cross_entropy_with_logits")
+    y = y.copy()  # the backward reads the targets: a later in-place write (label.fill_) must not change them
+    with np.errstate(divide="ignore"):
+        loss = -(y * xp.maximum(xp.log(p), -100) + (1 - y) * xp.maximum(xp.log1p(-p), -100))
+    scale = 1.0
+    if reduction == "mean":
+        loss, scale = (loss.mean() if p.size else xp.nan), 1.0 / max(p.size, 1)
+    elif reduction == "sum":
+        loss = loss.sum()
+    # dℓ/dp = −y/p + (1−y)/(1−p) = (p − y) / (p(1−p)); the denominator kept ≥ 1e-12 (as a float32, as torch's)
+    def backward(g):
+        return (g * scale * (p - y) / xp.maximum(p * (1 - p), float(np.float32(1e-12))),)
+    return _result(xp.asarray(loss, dtype=p.dtype), (probabilities,), backward, "binary_cross_entropy")
+
+
+__all__ += ["squeeze", "unsqueeze", "binary_cross_entropy"]

@@ -233,3 +233,55 @@ for _name, _fn in {"__radd__": functional.add, "__rsub__": functional.sub, "__rm
     setattr(Tensor, _name, _reflected(_fn))
 Tensor.T = property(lambda self: functional.transpose(self, 0, 1) if self.ndim == 2 else
                     functional.permute(self, tuple(reversed(range(self.ndim)))))
+
+
+# --- torch-compatible creation, shape and in-place methods (what code written for torch calls) -----------------
+
+def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
+    """A tensor of shape `size` filled with `fill_value`: float32 unless given a dtype (int64 for an int, as torch)."""
+    if dtype is None:
+        dtype = np.int64 if isinstance(fill_value, (int, np.integer)) and not isinstance(fill_value, bool) else None
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,) if isinstance(size, int) else size, dtype,
+                   device, requires_grad)
+
+
+def _size(self, dim=None):
+    """The shape (a tuple), or the length of axis `dim`, as torch's Tensor.size()."""
+    if dim is None:
+        return self.shape
+    if not -self.ndim <= dim < self.ndim:
+        raise IndexError(f"size: dim {dim} is out of range for a tensor of shape {self.shape}")
+    return self.shape[dim]
+
+
+def _in_place(name, write):
+    """An in-place method, as torch's `t.fill_(v)`: it overwrites the array the tensor holds, so it is refused on a
+    tensor computed by an op (its backward may read that array). On a leaf it writes through, like torch's
+    `t.data.fill_(v)`: a graph already recorded from the leaf reads the new values, so write before using it."""
+    def method(self, *args, **kwargs):
+        if self._backward is not None:
+            raise RuntimeError(f"{name}() on a tensor computed by {self._op!r}: in-place writes are only allowed on "
+                               "leaves (use .detach() for a separate copy)")
+        values = write(self, *args, **kwargs)
+        self.data[...] = backend.xp(self.data).asarray(values, dtype=self.dtype)
+        return self
+    method.__name__ = name
+    return method
+
+
+def _draw(kind):
+    def write(self, a=0.0, b=1.0):
+        from .random import generator  # (random imports this module)
+        return getattr(generator(), kind)(a, b, self.shape)
+    return write
+
+
+Tensor.size = _size
+Tensor.is_cuda = property(lambda self: self.device == "cuda")
+Tensor.fill_ = _in_place("fill_", lambda self, value: value)
+Tensor.zero_ = _in_place("zero_", lambda self: 0)
+Tensor.normal_ = _in_place("normal_", _draw("normal"))      # normal_(mean=0, std=1)
+Tensor.uniform_ = _in_place("uniform_", _draw("uniform"))   # uniform_(from=0, to=1)
+Tensor.squeeze = _method(functional.squeeze)
+Tensor.unsqueeze = _method(functional.unsqueeze)
+Tensor.cpu = lambda self: self.to("cpu")

@@ -22,24 +22,23 @@ def impl(request):
 
 @pytest.fixture
 def synthetic_mnist(tmp_path, monkeypatch):
-    """Training tests run on random 28×28 "digits" instead of MNIST, with an empty cache (so no cached classifier
-    adds a quality report: the same behaviour on every machine)."""
+    """Training tests run on random 28×28 "digits" instead of MNIST (also behind the data sources: MNIST resized to
+    another size is made from them), with an empty cache (so no cached classifier adds a quality report: the same
+    behaviour on every machine)."""
     import numpy as np
 
     from fastgan import train
-    from fastgan.data import MNIST
+    from fastgan.data import MNIST, mnist_resized
     rng = np.random.default_rng(0)
     fake = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300, dtype=np.uint8),
                  rng.integers(0, 256, (10, 28, 28), dtype=np.uint8), rng.integers(0, 10, 10, dtype=np.uint8))
     monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: fake)
+    monkeypatch.setattr(mnist_resized, "load_mnist", lambda data_dir=None, cache_dir=None, progress=True: fake)
     monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))
     return fake
 
 
 def load_checkpoint(run_dir):
-    """The checkpoint a training run left in run_dir, as a dict."""
-    import pickle
-
-    from fastgan import train
-    with open(os.path.join(run_dir, train.CHECKPOINT), "rb") as f:
-        return pickle.load(f)
+    """The checkpoint a training run left in run_dir, as a dict (checked as fastgan.checkpoint checks it)."""
+    from fastgan import checkpoint
+    return checkpoint.load_checkpoint(run_dir)

@@ -69,6 +69,17 @@ def test_histogram_coverage_and_kl():
     assert metrics.kl_to_uniform([0.5, 0.5, 0, 0]) == pytest.approx(np.log(2))
 
 
+def test_per_class_accuracy():
+    requested = np.array([0, 0, 0, 0, 1, 1, 3])
+    predicted = np.array([0, 0, 0, 5, 2, 1, 3])   # class 0: 3 of 4, class 1: 1 of 2, class 3: 1 of 1, 2: never asked
+    overall, per_class = metrics.per_class_accuracy(np.eye(10)[predicted], requested)
+    assert overall == pytest.approx(5 / 7)
+    np.testing.assert_allclose(per_class[[0, 1, 3]], [0.75, 0.5, 1.0])
+    assert np.isnan(per_class[2]) and np.isnan(per_class[9]) and per_class.shape == (10,)
+    with pytest.raises(ValueError, match=r"one integer class per sample \(7\).*float64"):
+        metrics.per_class_accuracy(np.eye(10)[predicted], requested.astype(float))
+
+
 # --- the classifier ------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -115,7 +115,7 @@ def test_permute_and_transpose_with_negative_dims():
     check(lambda x: F.transpose(x, -1, 0), lambda x: x.transpose(-1, 0), [a])
     with pytest.raises(ValueError, match=r"permute: dims \(0, -4, 1, 2\) name a dim twice"):
         F.permute(fastgan.tensor(a), (0, -4, 1, 2))
-    with pytest.raises(IndexError, match=r"permute: dim 4 is out of range for a 4-d tensor"):
+    with pytest.raises(IndexError, match=r"permute: dim 4 is out of range for a tensor of shape \(3, 4, 5, 6\)"):
         F.permute(fastgan.tensor(a), (0, 4, 1, 2))
 
 
@@ -135,7 +135,7 @@ def test_flatten_errors_and_the_layer_keeps_the_batch_dim():
     (a,) = random_inputs((2, 3, 4))
     with pytest.raises(ValueError, match="flatten: start_dim 2 comes after end_dim 1"):
         F.flatten(fastgan.tensor(a), 2, 1)
-    with pytest.raises(IndexError, match=r"flatten: dim 1 is out of range for a 0-d tensor"):
+    with pytest.raises(IndexError, match=r"flatten: dim 1 is out of range for a tensor of shape \(\)"):
         F.flatten(fastgan.tensor(1.0), 1)
     check(lambda x: fastgan.nn.Flatten()(x), lambda x: torch.nn.Flatten()(x), [a])
 
@@ -145,7 +145,7 @@ def test_flatten_errors_and_the_layer_keeps_the_batch_dim():
 def test_reductions_of_a_0d_tensor(dim, keepdim):
     check(lambda x: F.sum(x, dim, keepdim), lambda x: torch.sum(x, dim, keepdim=keepdim), [np.array(1.5)])
     check(lambda x: F.mean(x, dim, keepdim), lambda x: torch.mean(x, dim, keepdim=keepdim), [np.array(1.5)])
-    with pytest.raises(IndexError, match=r"sum: dim 1 is out of range for a 0-d tensor"):
+    with pytest.raises(IndexError, match=r"sum: dim 1 is out of range for a tensor of shape \(\)"):
         fastgan.tensor(1.5).sum(1)
 
 

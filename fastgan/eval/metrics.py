@@ -8,6 +8,8 @@ Inception score   IS = exp(E_x KL(p(y|x) ‖ p(y))),  p(y) = E_x p(y|x)     (Sal
                   between 1 (every image the same mixture) and C (every image sure, classes balanced)
 Fréchet distance  FD = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)  of Gaussians fitted to the two feature sets
                   (FID with the MNIST classifier's features: "MNIST-FID"; only comparable with the same extractor)
+per-class accuracy  for samples of a conditional G: acc_c = fraction of the samples requested as class c whose
+                  most likely class is c, and the overall fraction (of all samples)
 """
 import numpy as np
 
@@ -20,6 +22,22 @@ def class_histogram(probs, classes=None):
     classes = probs.shape[1] if classes is None else classes
     counts = np.bincount(probs.argmax(axis=1), minlength=classes)
     return counts / max(len(probs), 1)
+
+
+def per_class_accuracy(probs, requested, classes=None):
+    """(overall accuracy, (C,) accuracy per requested class; NaN for a class never requested) of samples whose
+    requested classes are `requested` (N integers), judged by the classifier's (N, C) probabilities."""
+    probs, requested = np.asarray(probs), np.asarray(requested)
+    classes = probs.shape[1] if classes is None else classes
+    if requested.shape != (len(probs),) or requested.dtype.kind not in "iu":
+        raise ValueError(f"per_class_accuracy: need one integer class per sample ({len(probs)}), got "
+                         f"{requested.dtype} of shape {requested.shape}")
+    hit = probs.argmax(axis=1) == requested
+    asked = np.bincount(requested, minlength=classes).astype(np.float64)
+    hits = np.bincount(requested, weights=hit, minlength=classes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_class = np.where(asked > 0, hits / np.maximum(asked, 1), np.nan)
+    return float(hit.mean()) if len(hit) else float("nan"), per_class
 
 
 def modes_covered(histogram, threshold=COVERAGE_THRESHOLD):

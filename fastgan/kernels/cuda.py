@@ -26,9 +26,9 @@ from .. import backend
 try:
     import cupy
 except ImportError as err:
-    raise ImportError("fastgan.kernels.cuda needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)") from err
+    raise ImportError("fastgan.kernels.cuda needs CuPy (pip install -e '.[gpu-cuda12]' or '.[gpu-cuda13]')") from err
 if not backend.cuda_available():
-    raise ImportError("fastgan.kernels.cuda: CuPy finds no CUDA GPU")
+    raise ImportError(f"fastgan.kernels.cuda: {backend.cuda_status().detail}")
 try:
     cupy.cuda.nvrtc.getVersion()
 except Exception as err:  # noqa: BLE001 - a missing libnvrtc shows up as one of several error types

@@ -7,10 +7,14 @@ D: x → flatten → dropout(keep 0.8) → Maxout 240×5 → dropout(keep 0.5) �
    → Linear 1 (a logit; the sigmoid is folded into the loss). Weights U(±0.005), biases 0.
 Dropout is inverted (kept units are scaled by 1/keep: 1.25 and 2) and stays on whenever D is in training mode,
 including while G trains against it.
+
+D's features (feature matching) are the output of its second maxout layer: 240 values per image. With
+minibatch=(B, C), a MinibatchDiscrimination(240, B, C) comes before the last Linear, which then takes 240 + B.
 """
 import numpy as np
 
 from .. import nn
+from .discriminator import Discriminator
 from .recipe import Recipe
 
 G_HIDDEN, G_RANGE = 1200, 0.05
@@ -59,15 +63,19 @@ def mlp_generator(nz=100, pixel_mean=None):
     return G
 
 
-def mlp_discriminator():
-    return _init(nn.Sequential(
-        nn.Flatten(),
-        nn.Dropout(0.2), nn.Maxout(784, D_UNITS, D_PIECES),
-        nn.Dropout(0.5), nn.Maxout(D_UNITS, D_UNITS, D_PIECES),
-        nn.Dropout(0.5), nn.Linear(D_UNITS, 1),
-    ), D_RANGE)
+def mlp_discriminator(minibatch=None):
+    """minibatch: None or (B, C) of a MinibatchDiscrimination before the last layer."""
+    features = [nn.Flatten(),
+                nn.Dropout(0.2), nn.Maxout(784, D_UNITS, D_PIECES),
+                nn.Dropout(0.5), nn.Maxout(D_UNITS, D_UNITS, D_PIECES)]
+    if minibatch is None:
+        head = [nn.Dropout(0.5), nn.Linear(D_UNITS, 1)]
+    else:
+        b, c = minibatch
+        head = [nn.Dropout(0.5), nn.MinibatchDiscrimination(D_UNITS, b, c), nn.Linear(D_UNITS + b, 1)]
+    return _init(Discriminator(*features, *head, feature_layers=len(features)), D_RANGE)
 
 
-def mlp_gan_mnist(nz=100, pixel_mean=None):
+def mlp_gan_mnist(nz=100, pixel_mean=None, minibatch=None):
     """(G, D) of the 2014 paper for 28×28 MNIST; pixel_mean (784 values in [0, 1]) sets G's output bias."""
-    return mlp_generator(nz, pixel_mean), mlp_discriminator()
+    return mlp_generator(nz, pixel_mean), mlp_discriminator(minibatch)

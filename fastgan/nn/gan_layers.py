@@ -1,0 +1,145 @@
+"""Two layers from "Improved Techniques for Training GANs" (Salimans et al., 2016), composed of existing ops.
+
+MinibatchDiscrimination (in D): lets D compare the examples of one batch, so that a collapsed G (many z, one x) is
+easy to spot. With f(x_i) ∈ R^A the input features and a learned T ∈ R^{A×B×C}:
+
+    M_i = f(x_i)·T ∈ R^{B×C}                    (row b: M_{i,b} ∈ R^C)
+    c_b(x_i, x_j) = exp(−‖M_{i,b} − M_{j,b}‖_1)
+    o(x_i)_b = Σ_{j≠i} c_b(x_i, x_j)            (j = i left out, as in the authors' code: it would add exp(0) = 1)
+    output = concat(f(x_i), o(x_i)) ∈ R^{A+B}
+
+The authors' Lasagne layer also adds a learned bias to o and weight-normalises T; this layer is the paper's
+formula only. T starts ~ N(0, 1/A), so that each column T[:, b, c] has norm ≈ 1, the scale of the authors' T at
+the start. Real and fake batches must pass separately (o compares the examples of one batch).
+
+VirtualBatchNorm2d (in G): batch norm whose statistics do not depend on the other examples of the batch. A
+reference batch, fixed once, passes first and each layer keeps its statistics (per channel, over N_ref·H·W):
+μ_ref = E[x], s_ref = E[x²]. Then each example i is normalised with the statistics of the reference batch plus
+itself, the example weighing as one more member of a batch of R + 1 (R = reference batch size), exactly as
+improved-gan's VBN class (imagenet/model.py):
+
+    a = 1/(R+1)
+    μ_i = a·mean_{H,W}(x_i) + (1−a)·μ_ref          s_i = a·mean_{H,W}(x_i²) + (1−a)·s_ref
+    y_i = γ·(x_i − μ_i)/sqrt(ε + s_i − μ_i²) + β     (biased variance, ε = 1e-5 inside the square root)
+
+The reference batch itself is normalised with (μ_ref, s_ref) alone. μ_ref and s_ref stay in the graph: gradients
+flow through them into G's weights, as in improved-gan's TensorFlow graph. The reference pass costs a second
+forward (and backward) of G per step. Usage: run the reference batch inside `reference_pass(G)`, then the real
+batch; models/vbn_generator.py does both in one forward.
+"""
+import contextlib
+import math
+
+import numpy as np
+
+from .. import backend
+from .. import functional as F
+from ..tensor import Tensor
+from . import init
+from .module import Module, Parameter
+
+
+def _abs(x):
+    # |x| = relu(x) + relu(−x); its gradient is sign(x), and 0 at x = 0 (as torch's abs)
+    return F.relu(x) + F.relu(-x)
+
+
+def minibatch_discrimination(x, T):
+    """(N, A) features and T (A, B, C) -> (N, A + B): the features followed by o(x_i) (formula in the module doc)."""
+    if x.ndim != 2 or T.ndim != 3 or x.shape[1] != T.shape[0]:
+        raise ValueError(f"minibatch_discrimination: input {x.shape} does not match T {T.shape} (expected "
+                         f"(N, {T.shape[0] if T.ndim == 3 else 'A'}) and (A, B, C))")
+    n, (a, b, c) = x.shape[0], T.shape
+    M = F.reshape(F.matmul(x, F.reshape(T, (a, b * c))), (n, b, c))
+    l1 = F.sum(_abs(F.reshape(M, (n, 1, b, c)) - F.reshape(M, (1, n, b, c))), dim=3)   # (N, N, B): ‖M_i,b − M_j,b‖₁
+    others = 1 - backend.xp(x.data).eye(n, dtype=x.dtype)[:, :, None]                 # 0 where j = i
+    o = F.sum(F.exp(-l1) * Tensor(others), dim=1)                                      # (N, B)
+    return F.cat([x, o], dim=1)
+
+
+class MinibatchDiscrimination(Module):
+    """(N, A) or (N, ...) features (flattened to A) -> (N, A + B). See the module doc for the formula."""
+
+    def __init__(self, in_features, out_features, kernel_dim):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features (B)", out_features),
+                            ("kernel_dim (C)", kernel_dim)):
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"MinibatchDiscrimination: {name} must be a positive integer, got {value!r}")
+        self.in_features, self.out_features, self.kernel_dim = in_features, out_features, kernel_dim
+        self.T = Parameter(np.zeros((in_features, out_features, kernel_dim), np.float32))
+        init.normal_(self.T, 0.0, 1.0 / math.sqrt(in_features))
+
+    def forward(self, x):
+        if x.ndim < 2 or math.prod(x.shape[1:]) != self.in_features:
+            raise ValueError(f"MinibatchDiscrimination: input {x.shape} does not have {self.in_features} features "
+                             "per example")
+        return minibatch_discrimination(F.reshape(x, (x.shape[0], self.in_features)), self.T)
+
+    def extra_repr(self):
+        return f"{self.in_features}, B={self.out_features}, C={self.kernel_dim}"
+
+
+def _channel_view(t):
+    return F.reshape(t, (1, t.shape[0], 1, 1))
+
+
+class VirtualBatchNorm2d(Module):
+    """Batch norm with the statistics of a fixed reference batch plus the example itself (see the module doc).
+
+    In a reference pass (`reference_pass(module)`), forward(x_ref) records the reference statistics and
+    normalises x_ref with them; afterwards forward(x) normalises each example of x with the blend. Learnable
+    γ (`weight`) and β (`bias`); no running statistics: training and evaluation compute the same thing.
+    """
+
+    def __init__(self, num_features, eps=1e-5):
+        super().__init__()
+        self.num_features, self.eps = num_features, eps
+        self.weight = Parameter(np.ones(num_features, np.float32))
+        self.bias = Parameter(np.zeros(num_features, np.float32))
+        self.recording = False   # True during a reference pass
+        self.reference = None    # (μ_ref, s_ref, R) of the last reference pass: Tensors still in the graph
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.num_features:
+            raise ValueError(f"VirtualBatchNorm2d({self.num_features}) expects (N, {self.num_features}, H, W) input, "
+                             f"got shape {x.shape}")
+        if self.recording:
+            mean, mean_sq = F.mean(x, (0, 2, 3), keepdim=True), F.mean(x * x, (0, 2, 3), keepdim=True)
+            self.reference = (mean, mean_sq, x.shape[0])
+        elif self.reference is None:
+            raise RuntimeError("VirtualBatchNorm2d: no reference statistics; run the reference batch through the "
+                               "model inside nn.reference_pass(model) first")
+        else:
+            ref_mean, ref_mean_sq, count = self.reference
+            own = 1.0 / (count + 1)
+            mean = own * F.mean(x, (2, 3), keepdim=True) + (1 - own) * ref_mean
+            mean_sq = own * F.mean(x * x, (2, 3), keepdim=True) + (1 - own) * ref_mean_sq
+        inv_std = (mean_sq - mean * mean + self.eps) ** -0.5
+        return (x - mean) * inv_std * _channel_view(self.weight) + _channel_view(self.bias)
+
+    def extra_repr(self):
+        return f"{self.num_features}, eps={self.eps}"
+
+
+def _virtual_batch_norms(module):
+    return [m for m in module.modules() if isinstance(m, VirtualBatchNorm2d)]
+
+
+@contextlib.contextmanager
+def reference_pass(module):
+    """Within this block every VirtualBatchNorm2d of `module` records the statistics of what passes through it."""
+    layers = _virtual_batch_norms(module)
+    for layer in layers:
+        layer.recording = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.recording = False
+
+
+def forget_reference(module):
+    """Drop the recorded reference statistics (and the graph they hold) of every VirtualBatchNorm2d of `module`."""
+    for layer in _virtual_batch_norms(module):
+        layer.reference = None
