@@ -4,8 +4,6 @@ import pytest
 
 import fastgan
 import fastgan.functional as F
-import torch
-
 from oracle import check, gradcheck, random_inputs
 
 

@@ -284,7 +284,8 @@ def test_matmul_shapes_as_torch(shape_a, shape_b):
 # --- dtypes: torch's promotion, in every binary op ----------------------------------------------------------------
 
 OPERANDS = {  # name: value (arrays become tensors; numbers stay Python numbers)
-    "int64[3]": np.array([1, 2, 3]), "int32[3]": np.array([4, -5, 6], np.int32), "bool[3]": np.array([True, False, True]),
+    "int64[3]": np.array([1, 2, 3]), "int32[3]": np.array([4, -5, 6], np.int32),
+    "bool[3]": np.array([True, False, True]),
     "float32[3]": np.array([0.5, -1.5, 2.25], np.float32), "float64[3]": np.array([1.25, 0.5, -3.0]),
     "float64[]": np.array(2.5), "int64[]": np.array(3), "float32[]": np.array(-0.75, np.float32),
     "2.5": 2.5, "0.7": 0.7, "2": 2, "True": True,
