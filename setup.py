@@ -60,9 +60,10 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "tqdm>=4.60", "Pillow>=9.0", "matplotlib>=3.6", "safetensors>=0.4"],
     extras_require={
-        # torch is the numerical oracle of the tests; Triton's CPU interpreter runs the Triton kernels in CI; the
-        # multi-process tests run under the mpiexec of the mpi extra
-        "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2"] + MPI,
+        # torch is the numerical oracle of the tests (hypothesis draws the randomised cases of test_properties.py);
+        # Triton's CPU interpreter runs the Triton kernels in CI; the multi-process tests run under the mpiexec of
+        # the mpi extra
+        "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2", "hypothesis>=6.50"] + MPI,
         # the GPU: one extra per CUDA major version, as CuPy's wheels are (two CuPy wheels in one environment
         # overwrite each other's files). Triton 3.6's GPU driver needs a CUDA build of torch (3.9's does not).
         "gpu-cuda12": ["cupy-cuda12x>=13", "triton>=3.2"],

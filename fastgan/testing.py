@@ -12,6 +12,7 @@ __all__ = ["TOLERANCE", "random_inputs", "assert_close", "check", "gradcheck"]
 
 # float64 is compared tightly (an exact formula agrees to ~1e-12); float32 loosely (reduction order differs)
 TOLERANCE = {np.float64: dict(rtol=1e-9, atol=1e-10), np.float32: dict(rtol=2e-4, atol=2e-5)}
+EXACT = dict(rtol=0, atol=0)  # integers and bools
 
 
 def _torch():
@@ -29,27 +30,35 @@ def random_inputs(*shapes, dtype=np.float64, seed=0):
     return [rng.standard_normal(s).astype(dtype) for s in shapes]
 
 
-def assert_close(ours, theirs, what, dtype):
-    """Same shape and values within TOLERANCE[dtype]; `theirs` may be a torch tensor or an array."""
+def assert_close(ours, theirs, what, dtype=None):
+    """The same shape and dtype, and values within the tolerance of `dtype` or of the values' own dtype, whichever
+    is looser (integers and bools exactly); `theirs` may be a torch tensor or an array."""
     torch = _torch()
     ours = ours.numpy() if isinstance(ours, Tensor) else np.asarray(ours)
     theirs = theirs.detach().numpy() if isinstance(theirs, torch.Tensor) else np.asarray(theirs)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != torch {theirs.shape}"
-    np.testing.assert_allclose(ours, theirs, err_msg=what, **TOLERANCE[np.dtype(dtype).type])
+    assert ours.dtype == theirs.dtype, f"{what}: dtype {ours.dtype} != torch {theirs.dtype}"
+    loosest = min(np.dtype(dtype or ours.dtype), ours.dtype, key=lambda d: d.itemsize)
+    tolerance = EXACT if ours.dtype.kind in "biu" else TOLERANCE[loosest.type]
+    np.testing.assert_allclose(ours, theirs, err_msg=what, **tolerance)
 
 
 def check(fastgan_fn, torch_fn, inputs, grad=None, dtype=np.float64):
     """Run an op in fastgan and in torch on the same inputs; compare every output and every input's gradient.
 
-    inputs: arrays (cast to `dtype`; they become tensors, float ones with gradients) or other values passed
-    through unchanged. Each fn takes the inputs as its framework's tensors and returns one tensor or a tuple; every
-    returned tensor is compared, and the first is differentiated with the same random upstream gradient in both
-    frameworks. `grad=[...]` chooses which array inputs need a gradient (default: all of them). To check a layer's
-    parameters too, pass them as inputs (e.g. `lambda x, w: F.conv2d(x, w)`).
+    inputs: arrays (cast to `dtype`, or each kept in its own dtype if dtype is None; they become tensors, float
+    ones with gradients) or other values passed through unchanged. Each fn takes the inputs as its framework's
+    tensors and returns one tensor or a tuple; every returned tensor is compared (shape, dtype, values), and the
+    first is differentiated with the same random upstream gradient in both frameworks. `grad=[...]` chooses which
+    array inputs need a gradient (default: the floating-point ones). To check a layer's parameters too, pass them
+    as inputs (e.g. `lambda x, w: F.conv2d(x, w)`).
     """
     torch = _torch()
     arrays = [np.asarray(a, dtype=dtype) if isinstance(a, np.ndarray) else a for a in inputs]
-    grad = [isinstance(a, np.ndarray) for a in arrays] if grad is None else grad
+    grad = [isinstance(a, np.ndarray) and a.dtype.kind == "f" for a in arrays] if grad is None else grad
+    if dtype is None:  # inputs of several dtypes: a float32 one makes the whole computation float32-accurate
+        floats = [a.dtype for a in arrays if isinstance(a, np.ndarray) and a.dtype.kind == "f"]
+        dtype = min(floats, key=lambda d: d.itemsize, default=np.dtype(np.float64))
     ours = [tensor(a, requires_grad=g) if isinstance(a, np.ndarray) else a for a, g in zip(arrays, grad)]
     theirs = [torch.tensor(a, requires_grad=g) if isinstance(a, np.ndarray) else a for a, g in zip(arrays, grad)]
 
@@ -62,7 +71,7 @@ def check(fastgan_fn, torch_fn, inputs, grad=None, dtype=np.float64):
 
     if not any(grad):
         return
-    upstream = np.random.default_rng(1).standard_normal(out_ours[0].shape).astype(dtype)
+    upstream = np.random.default_rng(1).standard_normal(out_ours[0].shape).astype(out_ours[0].dtype)
     out_ours[0].backward(tensor(upstream))
     out_theirs[0].backward(torch.tensor(upstream))
     for i, (a, b, g) in enumerate(zip(ours, theirs, grad)):

@@ -164,6 +164,11 @@ CONV_CASES = [
     Conv("convT k1", True, 3, 2, (5, 7), 4, (1, 1)),
     Conv("convT k2 s3 op2 (phases without taps)", True, 2, 3, (4, 3), 2, (2, 2), (3, 3), (0, 0), (2, 2)),
     Conv("convT 1x1 input k4 s2 p1", True, 1, 5, (1, 1), 3, (4, 4), (2, 2), (1, 1)),
+    # an empty batch: empty y and dx, zero dweight and dbias
+    Conv("conv empty batch", False, 0, 3, (7, 7), 4, (3, 3), (2, 2), (1, 1)),
+    Conv("conv empty batch, whole-image kernel", False, 0, 6, (7, 7), 2, (7, 7)),
+    Conv("convT empty batch", True, 0, 3, (5, 4), 2, (4, 4), (2, 2), (1, 1), (1, 0)),
+    Conv("convT empty batch, 1x1 input", True, 0, 5, (1, 1), 4, (7, 7)),
 ]
 
 
@@ -196,6 +201,9 @@ BN_CASES = [BatchNorm(shape, training, activation)
     BatchNorm((2, 3), False, "relu", affine=False),
     BatchNorm((2, 70, 41, 1), True, "relu"),                                   # > one BLOCK per channel
     BatchNorm((5, 2, 15, 16), True, "leaky_relu"),   # 1200 values per channel: 1024-wide BLOCKs / CUDA blocks
+    # empty batches: an empty y; in training no statistics (NaN mean and rstd) and the running ones unchanged
+    BatchNorm((0, 4, 5, 5), True, "leaky_relu"), BatchNorm((0, 4, 5, 5), False, "relu"), BatchNorm((0, 3), True, None),
+    BatchNorm((3, 2, 0, 4), True, "relu"),
 ]
 
 
@@ -216,14 +224,14 @@ def bce_inputs(n, dtype, seed=0):
     """Logits with the extremes (±100, ±1000, 0) and ordinary values; soft and hard targets."""
     rng = np.random.default_rng(seed)
     logits = 3 * rng.standard_normal(n)
-    logits[:10] = [100, -100, 1000, -1000, 0, 100, -100, 1000, -1000, 30]
+    logits[:10] = [100, -100, 1000, -1000, 0, 100, -100, 1000, -1000, 30][:n]
     target = rng.random(n)
-    target[:10] = [1, 0, 0, 1, 0.5, 0.9, 0.1, 1, 0, 0.9]
+    target[:10] = [1, 0, 0, 1, 0.5, 0.9, 0.1, 1, 0, 0.9][:n]
     target[10:20] = 0.9
     return logits.astype(dtype), target.astype(dtype)
 
 
-BCE_CASES = [(n, reduction) for n in (37, 2500) for reduction in ("mean", "sum", "none")]
+BCE_CASES = [(n, reduction) for n in (0, 37, 2500) for reduction in ("mean", "sum", "none")]  # 0: NaN mean, 0 sum
 
 
 # --- optimisers -------------------------------------------------------------------------------------------------------

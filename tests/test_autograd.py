@@ -4,7 +4,7 @@ import pytest
 
 import fastgan
 import fastgan.functional as F
-from oracle import gradcheck, random_inputs
+from oracle import check, gradcheck, random_inputs
 
 
 def test_reused_node_accumulates():
@@ -28,6 +28,21 @@ def test_unbroadcast_shapes():
     assert a.grad.shape == (4, 1, 3) and b.grad.shape == (5, 1)
     np.testing.assert_allclose(a.grad.numpy(), 5.0)
     np.testing.assert_allclose(b.grad.numpy(), 12.0)
+
+
+@pytest.mark.parametrize("small, big", [((1, 3, 1, 1), (2, 3, 4, 5)), ((1, 1), (3, 4)), ((4, 1, 1), (2, 4, 3, 5)),
+                                        ((), (2, 3)), ((1,), (3, 1, 2)), ((3, 1), (2, 3, 4)), ((1, 1, 5), (2, 3, 5)),
+                                        ((2, 1, 1), (2, 0, 3))])
+def test_unbroadcast_over_several_axes(small, big):
+    """The gradient of an operand broadcast along several size-1 (and missing) axes is summed over all of them."""
+    check(lambda a, b: a * b, lambda a, b: a * b, random_inputs(small, big))
+    check(lambda a, b: b - a, lambda a, b: b - a, random_inputs(small, big, dtype=np.float32), dtype=np.float32)
+
+
+def test_gradients_come_back_in_each_inputs_dtype():
+    a, b = random_inputs((2, 3), (3,))
+    check(lambda a, b: a * b, lambda a, b: a * b, [a.astype(np.float32), b], dtype=None)   # computed in float64
+    check(lambda a, b: a / b, lambda a, b: a / b, [a.astype(np.float32), np.array(3.0)], dtype=None)  # in float32
 
 
 def test_deep_graph_has_no_recursion_limit():

@@ -87,6 +87,9 @@ CONV_CASES = [
     (3, 5, 1, 1, 4, (7, 7), (1, 1), (0, 0), (0, 0)),   # conv_transpose: 1x1 input (G's first layer)
     (2, 3, 1, 1, 2, (3, 2), (2, 2), (0, 0), (1, 1)),   # 1x1 input with output_padding: the general path
     (2, 2, 5, 4, 3, (5, 4), (2, 2), (0, 0), (1, 0)),
+    (0, 3, 7, 7, 4, (3, 3), (2, 2), (1, 1), (1, 1)),   # an empty batch: empty y and dx, zero dweight and dbias
+    (0, 6, 7, 7, 2, (7, 7), (1, 1), (0, 0), (0, 0)),   # ... on the whole-image path
+    (0, 5, 1, 1, 4, (7, 7), (1, 1), (0, 0), (0, 0)),   # ... and on the 1x1-input path
 ]
 
 
@@ -202,7 +205,8 @@ def test_conv_accepts_non_contiguous_inputs():
 
 # --- batch norm + activation --------------------------------------------------------------------------------------
 
-BN_SHAPES = [(8, 5), (1, 3, 4, 5), (4, 1, 3, 3), (3, 7, 5, 2), (5, 3, 7, 9), (2, 4, 1, 1), (200, 3), (6, 2, 17, 1)]
+BN_SHAPES = [(8, 5), (1, 3, 4, 5), (4, 1, 3, 3), (3, 7, 5, 2), (5, 3, 7, 9), (2, 4, 1, 1), (200, 3), (6, 2, 17, 1),
+             (0, 4, 5, 5), (0, 3), (3, 2, 0, 4)]   # empty batches: no statistics (NaN), running ones unchanged
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -264,7 +268,7 @@ def test_batch_norm_errors_and_fallbacks():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("shape", [(1,), (64, 1), (7, 13), (40001,)])   # 40001: several chunks, a ragged tail
+@pytest.mark.parametrize("shape", [(), (1,), (64, 1), (7, 13), (40001,)])   # 40001: several chunks, a ragged tail
 def test_sigmoid_bce(dtype, reduction, shape):
     rng = np.random.default_rng(9)
     logits = rand(rng, shape, dtype, 5.0)
@@ -297,6 +301,15 @@ def test_sigmoid_bce_float32_accuracy(target):
     np.testing.assert_allclose(dlogits, exact_dlogits, rtol=1e-6, atol=1.3e-38 + 1.2e-7 * target)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sigmoid_bce_of_no_values(reduction):
+    """The mean of no losses is NaN, their sum 0, as in torch; the gradient is empty."""
+    for impl in (R, C):
+        loss, dlogits = impl.sigmoid_bce_forward(np.zeros((0, 1), np.float32), np.zeros((0, 1), np.float32), reduction)
+        assert dlogits.shape == (0, 1) and loss.shape == ((0, 1) if reduction == "none" else ())
+        np.testing.assert_array_equal(loss, {"mean": np.nan, "sum": 0.0, "none": loss}[reduction])
+
+
 def test_sigmoid_bce_nan_propagates():
     logits = np.array([0.5, np.nan, -2.0], np.float32)
     loss, dlogits = C.sigmoid_bce_forward(logits, np.ones(3, np.float32), "mean")
@@ -327,15 +340,17 @@ def test_conv_backward_reuses_only_its_own_columns(layout):
 # --- stand-alone LeakyReLU ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1,), (7, 13), (3, 5, 14, 14), (40001,)])
+@pytest.mark.parametrize("shape", [(), (1,), (0, 3), (7, 13), (3, 5, 14, 14), (40001,)])
 def test_leaky_relu(dtype, shape):
     rng = np.random.default_rng(13)
     x, dy = rand(rng, shape, dtype), rand(rng, shape, dtype)
     x.reshape(-1)[:2] = [0.0, -0.0][:x.size]
     factor = np.where(x > 0, dtype(1), dtype(0.2))                      # the definition, exact in every dtype
     for impl in (R, C):
-        np.testing.assert_array_equal(impl.leaky_relu_forward(x, 0.2), x * factor)
-        np.testing.assert_array_equal(impl.leaky_relu_backward(dy, x, 0.2), dy * factor)
+        y, dx = impl.leaky_relu_forward(x, 0.2), impl.leaky_relu_backward(dy, x, 0.2)
+        assert y.shape == dx.shape == shape                              # a 0-d input stays 0-d
+        np.testing.assert_array_equal(y, x * factor)
+        np.testing.assert_array_equal(dx, dy * factor)
     assert C.leaky_relu_forward(x, 0.2).dtype == np.dtype(dtype)
 
 
@@ -381,6 +396,23 @@ def test_sgd(dtype, kwargs, size):
     close(ours[0], ref[0], dtype, "param")
     if ours[1] is not None:
         close(ours[1], ref[1], dtype, "momentum_buf")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_optimisers_on_a_0d_parameter(dtype):
+    """A 0-d parameter (a learned scalar) stays 0-d, and both implementations agree."""
+    for step_kind in ("adam", "sgd"):
+        results = []
+        for impl in (R, C):
+            param, grad, m, v = (np.array(value, dtype) for value in (0.5, -0.25, 0.1, 0.2))
+            if step_kind == "adam":
+                impl.adam_step(param, grad, m, v, 3, 0.1, 0.9, 0.999, 1e-8, 0.01)
+            else:
+                impl.sgd_step(param, grad, m, 0.1, 0.9, 0.01)
+            assert param.shape == m.shape == v.shape == ()
+            results.append((param, m, v))
+        for a, b, what in zip(*results, ("param", "first moment", "second moment")):
+            close(a, b, dtype, f"{step_kind} {what}")
 
 
 def test_sgd_float32_flushes_a_decayed_momentum_buffer():

@@ -128,7 +128,7 @@ OPS = {
     "sigmoid_relu_leaky": (lambda a: F.sigmoid(a) + F.relu(a) * F.leaky_relu(a, 0.2), [(5, 7)]),
     "matmul": (lambda a, b: a @ b, [(5, 3), (3, 4)]),
     "linear": (lambda x, w, b: F.linear(x, w, b), [(6, 5), (3, 5), (3,)]),
-    "shapes": (lambda a: F.flatten(F.permute(a.reshape(2, 3, 10), (2, 0, 1))).T, [(6, 10)]),
+    "shapes": (lambda a: F.flatten(F.permute(a.reshape(2, 3, 10), (2, 0, 1)), 1).T, [(6, 10)]),
     "getitem_slices": (lambda a: a[1:, ::2] * 3, [(4, 6)]),
     "getitem_repeated_index": (lambda a: a[np.array([0, 2, 2, 3])], [(4, 5)]),   # add.at must accumulate
     "cat": (lambda a, b: F.cat([a, b], dim=1), [(2, 3, 4), (2, 5, 4)]),

@@ -155,9 +155,10 @@ template <typename Body>
 void for_each_channel_group(index_t N, index_t C, index_t S, index_t itemsize, int arrays, Body&& body) {
     const index_t block = 4096;         // contiguous bytes per sample we would like to read at once
     const index_t cache = 512 * 1024;   // bytes of a group's data that should fit in L2
-    const index_t channel_bytes = S * itemsize;
+    // an empty batch (N or S = 0) has nothing to read: any grouping will do, as long as nothing divides by 0
+    const index_t channel_bytes = std::max<index_t>(S * itemsize, 1);
     index_t group = std::min(kMaxGroup, (block + channel_bytes - 1) / channel_bytes);
-    group = std::max<index_t>(1, std::min(group, cache / (N * channel_bytes * arrays)));
+    group = std::max<index_t>(1, std::min(group, cache / std::max<index_t>(N * channel_bytes * arrays, 1)));
     const index_t groups = (C + group - 1) / group;
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelGrain)
     for (index_t k = 0; k < groups; ++k) body(k * group, std::min(C, (k + 1) * group));

@@ -69,6 +69,13 @@ def empty(like, shape):
     return _module(like).empty(tuple(shape), dtype=like.dtype)
 
 
+def zeros(like, shape):
+    """As `empty`, filled with zeros."""
+    if _is_torch(like):
+        return _module(like).zeros(tuple(shape), dtype=like.dtype, device=like.device)
+    return _module(like).zeros(tuple(shape), dtype=like.dtype)
+
+
 def numel(a):
     """The number of elements of a carrier (torch's .size is a method, CuPy's an int)."""
     return a.numel() if _is_torch(a) else a.size
@@ -137,7 +144,10 @@ def check_cupy_stream():
 
 
 def launch(kernel, grid, *args, num_warps=4, **constexprs):
-    """kernel[grid](*args, **constexprs), carriers converted to pointers (None stays None: an unused pointer)."""
+    """kernel[grid](*args, **constexprs), carriers converted to pointers (None stays None: an unused pointer).
+    A grid without programs (an empty batch) launches nothing: there is nothing to compute, and CUDA refuses it."""
+    if 0 in tuple(grid):
+        return
     if not INTERPRETED:
         check_cupy_stream()
     kernel[grid](*(_pointer(a) if a is not None and not isinstance(a, (int, float)) else a for a in args),

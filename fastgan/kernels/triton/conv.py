@@ -202,6 +202,8 @@ def _weight_grad(g, u, weight_shape, stride, padding):
     (n, o, ho, wo), (_, c, h, w), (kh, kw) = g.shape, u.shape, weight_shape[2:]
     (sh, sw), (ph, pw) = stride, padding
     npix, ntap = n * ho * wo, c * kh * kw
+    if npix == 0:  # an empty batch: a sum of no products
+        return carrier.zeros(g, weight_shape)
     bm, bn, bk = _block(o, 64), _block(ntap, 64), _block(npix, 32)
     splits, per_split = weight_grad_splits(npix, triton.cdiv(o, bm) * triton.cdiv(ntap, bn), bk)
     part = carrier.empty(g, weight_shape if splits == 1 else (splits, o * ntap))
