@@ -53,7 +53,7 @@ setup(
     # the CUDA sources, compiled at run time by NVRTC (kernels/cuda.py); cuda_src links to csrc/cuda
     package_data={"fastgan.kernels": ["cuda_src/*.cu", "cuda_src/*.cuh"]},
     python_requires=">=3.10",
-    install_requires=["numpy>=1.24", "tqdm>=4.60", "Pillow>=9.0", "matplotlib>=3.6"],
+    install_requires=["numpy>=1.24", "tqdm>=4.60", "Pillow>=9.0", "matplotlib>=3.6", "threadpoolctl>=3.1"],
     extras_require={
         # torch is the numerical oracle of the tests; Triton's CPU interpreter runs the Triton kernels in CI
         "test": ["torch==2.13.0", "pytest>=7", "scipy>=1.10", "triton>=3.2"],
