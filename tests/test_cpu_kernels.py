@@ -10,10 +10,13 @@ import contextlib
 import numpy as np
 import pytest
 
+from conftest import native_kernels_missing
 from fastgan.kernels import reference as R
 
-C = pytest.importorskip("fastgan.kernels.cpu", exc_type=ImportError,
-                        reason="fastgan._C is not built (run `python setup.py build_ext --inplace` or `pip install -e .`)")
+try:
+    from fastgan.kernels import cpu as C
+except ImportError as err:  # run `python setup.py build_ext --inplace` or `pip install -e .`
+    native_kernels_missing(err, module_level=True)
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
