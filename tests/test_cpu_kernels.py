@@ -424,38 +424,42 @@ def test_native_bindings_refuse_wrong_dtypes():
 
 # --- thread-count independence ------------------------------------------------------------------------------------
 
-def run_every_kernel(rng_seed=12):
+def run_every_kernel(dtype, rng_seed=12):
     """Every native kernel once, on shapes large enough to be split across threads; returns all outputs."""
     rng = np.random.default_rng(rng_seed)
     out = []
-    x = rand(rng, (16, 24, 14, 14), np.float32)
-    w = rand(rng, (40, 24, 4, 4), np.float32, 0.1)      # 40 output channels: the direct convolutions too
+    x = rand(rng, (16, 24, 14, 14), dtype)
+    w = rand(rng, (40, 24, 4, 4), dtype, 0.1)      # 40 output channels: the direct convolutions too (float32)
     y = C.conv2d_forward(x, w, None, (2, 2), (1, 1))
-    out += [y, *C.conv2d_backward(rand(rng, y.shape, np.float32), x, w, (2, 2), (1, 1))]
-    wt = rand(rng, (24, 40, 4, 4), np.float32, 0.1)
+    out += [y, *C.conv2d_backward(rand(rng, y.shape, dtype), x, w, (2, 2), (1, 1))]
+    wt = rand(rng, (24, 40, 4, 4), dtype, 0.1)
     y = C.conv_transpose2d_forward(x, wt, None, (2, 2), (1, 1), (0, 0))
-    out += [y, *C.conv_transpose2d_backward(rand(rng, y.shape, np.float32), x, wt, (2, 2), (1, 1), (0, 0))]
-    g, b = rand(rng, (24,), np.float32), rand(rng, (24,), np.float32)
-    rm, rv = np.zeros(24, np.float32), np.ones(24, np.float32)
+    out += [y, *C.conv_transpose2d_backward(rand(rng, y.shape, dtype), x, wt, (2, 2), (1, 1), (0, 0))]
+    g, b = rand(rng, (24,), dtype), rand(rng, (24,), dtype)
+    rm, rv = np.zeros(24, dtype), np.ones(24, dtype)
     y, mean, rstd = C.batch_norm_act_forward(x, g, b, rm, rv, True, 0.1, 1e-5, "leaky_relu", 0.2)
     out += [y, mean, rstd, rm, rv]
-    out += list(C.batch_norm_act_backward(rand(rng, x.shape, np.float32), x, g, b, mean, rstd, True, "relu", 0.0))
-    logits = rand(rng, (100003,), np.float32, 3.0)
-    out += list(C.sigmoid_bce_forward(logits, (logits > 0).astype(np.float32), "mean"))
+    out += list(C.batch_norm_act_backward(rand(rng, x.shape, dtype), x, g, b, mean, rstd, True, "relu", 0.0))
+    logits = rand(rng, (100003,), dtype, 3.0)
+    out += list(C.sigmoid_bce_forward(logits, (logits > 0).astype(dtype), "mean"))
     out += [C.leaky_relu_forward(logits, 0.2), C.leaky_relu_backward(logits[::-1].copy(), logits, 0.2)]
-    p, m, v = rand(rng, (100003,), np.float32), np.zeros(100003, np.float32), np.zeros(100003, np.float32)
+    p, m, v = rand(rng, (100003,), dtype), np.zeros(100003, dtype), np.zeros(100003, dtype)
     C.adam_step(p, logits, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
     out += [p, m, v]
     return out
 
 
-def test_results_do_not_depend_on_the_thread_count():
+# float32 alone would hide some order changes: its sums are accumulated in double, and rounding the double back to
+# float32 usually absorbs a different order of the double additions; float64 shows every one
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_results_do_not_depend_on_the_thread_count(dtype):
     with threads(1):
-        one = run_every_kernel()
+        one = run_every_kernel(dtype)
     for n in (2, 3):
         with threads(n):
-            many = run_every_kernel()
-        for i, (a, b) in enumerate(zip(one, many)):
+            many = run_every_kernel(dtype)
+        for i, (a, b) in enumerate(zip(one, many, strict=True)):
+            assert a.dtype == np.dtype(dtype), f"output {i} has dtype {a.dtype}"
             np.testing.assert_array_equal(a, b, err_msg=f"output {i} with {n} threads")
 
 
