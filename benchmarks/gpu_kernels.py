@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from gpu_common import require_gpu_and_torch  # noqa: E402
+from validation import mismatch  # noqa: E402
 
 
 def skip(reason):
@@ -68,8 +69,7 @@ def main():
     def close(ours, theirs):
         ours = [cupy.asnumpy(o) for o in (ours if isinstance(ours, tuple) else (ours,))]
         theirs = [t.detach().cpu().numpy() for t in (theirs if isinstance(theirs, tuple) else (theirs,))]
-        return all(np.allclose(o.reshape(t.shape), t, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(t).max())))
-                   for o, t in zip(ours, theirs))
+        return mismatch(ours, theirs, rtol=1e-3, atol=1e-3, reshape=True) is None
 
     rows = []   # (name, {column: µs or note})
 
