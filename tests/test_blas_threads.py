@@ -59,6 +59,41 @@ def test_either_import_order_prints_nothing_and_shares_the_threads(imports):
     assert out.split() == ["1", "300.0", "True"]
 
 
+# NumPy first, then a second of matrix products, each followed by a native kernel (the pattern of a training step);
+# prints the CPU time that OpenBLAS's own worker threads (the threads NumPy's import started) used meanwhile
+SPIN = """
+import os, threading, time
+import numpy
+time.sleep(0.3)  # OpenBLAS's workers, started with NumPy, busy-wait ~0.1 s before they first sleep
+main = threading.get_native_id()
+workers = [int(tid) for tid in os.listdir("/proc/self/task") if int(tid) != main]
+def cpu_seconds():
+    fields = [open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split() for tid in workers]
+    return sum(int(f[11]) + int(f[12]) for f in fields) / os.sysconf("SC_CLK_TCK")  # utime + stime
+import fastgan
+from fastgan.kernels import cpu
+a = numpy.ones((300, 300), numpy.float32)
+x = numpy.ones(1 << 20, numpy.float32)
+before, end = cpu_seconds(), time.perf_counter() + 1.0
+while time.perf_counter() < end:
+    a @ a
+    cpu.leaky_relu_forward(x, 0.2)
+print(len(workers), cpu_seconds() - before)
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the threads' CPU times from /proc")
+def test_openblas_own_threads_do_not_spin_after_a_numpy_first_import():
+    """The cause of the slow step, measured directly: OpenBLAS's own workers busy-wait after each product they
+    helped with. With the kernels' threads running OpenBLAS's jobs, its workers get none and use no CPU time; the
+    control (OpenBLAS's own threads) shows that the measurement sees them work."""
+    workers, ours = python(SPIN)[0].split()
+    assert int(workers) == 1
+    assert float(ours) <= 0.03, f"OpenBLAS's own worker used {ours} s of CPU"
+    _, theirs = python(SPIN, FASTGAN_OPENBLAS_OWN_THREADS="1")[0].split()
+    assert float(theirs) >= 0.05, f"the control: OpenBLAS's own worker used only {theirs} s of CPU"
+
+
 def test_fastgan_openblas_own_threads_leaves_openblas_alone():
     out, err = python("import numpy, fastgan" + SCRIPT, FASTGAN_OPENBLAS_OWN_THREADS="1")
     assert (out.split(), err) == (["0", "300.0", "False"], "")
