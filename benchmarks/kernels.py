@@ -35,16 +35,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 # OpenBLAS's threads for the cores in every GEMM of a convolution. A bounded spin serves both engines: it does not
 # measurably slow torch, and the threads sleep soon after a kernel ends.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-# NumPy's OpenBLAS keeps its worker threads busy-waiting for ~0.1 s after every threaded GEMM (its default thread
-# timeout, 2^28 cycles), taking a core from every OpenMP kernel that follows; 2^4 cycles lets them sleep at once.
-# (torch uses MKL and oneDNN, which this does not touch.) Read when OpenBLAS loads: before importing numpy.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from fastgan import dispatch  # noqa: E402
+from validation import mismatch  # noqa: E402
 
 TF = torch.nn.functional
 DTYPE = np.dtype(ARGS.dtype)
@@ -184,13 +181,13 @@ def adam_cases(n):
         grads = [_rand(rng, s, 0.01) for s in shapes]
         state = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
         tparams = [torch.nn.Parameter(_t(p.copy())) for p in params]
-        for tp, g in zip(tparams, grads):
+        for tp, g in zip(tparams, grads, strict=True):
             tp.grad = _t(g)
         opt = torch.optim.Adam(tparams, lr=2e-4, betas=(0.5, 0.999))
         total = sum(p.size for p in params)
         # one "call" updates every parameter of the network, as an optimiser step does
         yield f"Adam step, {which}'s {total} parameters", \
-            [(p, g, m, v, 5, 2e-4, 0.5, 0.999, 1e-8, 0.0) for p, g, (m, v) in zip(params, grads, state)], \
+            [(p, g, m, v, 5, 2e-4, 0.5, 0.999, 1e-8, 0.0) for p, g, (m, v) in zip(params, grads, state, strict=True)], \
             opt.step, ("byte", 7 * total * DTYPE.itemsize)
 
 
@@ -253,11 +250,9 @@ def validate(op, impl_fns, args):
             continue
         mine = _copy_args(args)
         got = _flatten(_call(fn, mine), mine)
-        for i, (a, b) in enumerate(zip(got, expected)):
-            scale = max(1.0, float(np.abs(b).max())) if b.size else 1.0
-            if not np.allclose(a, b, rtol=tol["rtol"], atol=tol["atol"] * scale):
-                sys.exit(f"{op}: implementation {name!r} disagrees with the reference (output {i}, max |diff| "
-                         f"{np.abs(a - b).max():.3g})")
+        difference = mismatch(got, expected, **tol)
+        if difference:
+            sys.exit(f"{op}: implementation {name!r} disagrees with the reference ({difference})")
 
 
 def time_blocks(fns, repeats, blocks=3, warmup=2):

@@ -4,20 +4,10 @@
     from fastgan import nn, functional as F, optim
 """
 import os
-import sys
-import warnings
 
-# NumPy's OpenBLAS lets its worker threads busy-wait for ~0.1 s after every threaded GEMM, taking the cores from the
-# OpenMP kernels that follow; a short timeout lets them sleep at once. Read when OpenBLAS loads, so set it first.
-if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
-    warnings.warn("NumPy was imported before fastgan, so its OpenBLAS threads busy-wait after every matrix product "
-                  "and slow down fastgan's CPU kernels that run between them. Import fastgan first, or set "
-                  "OPENBLAS_THREAD_TIMEOUT=4 in the environment.", RuntimeWarning, stacklevel=2)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numpy as np  # noqa: E402
 
-import numpy as np  # noqa: E402  (after OPENBLAS_THREAD_TIMEOUT is set)
-
-from . import backend, dispatch  # noqa: E402
+from . import backend, dispatch
 
 if not os.environ.get("FASTGAN_SYSTEM_MALLOC"):
     backend.keep_freed_cpu_memory()  # a training step's arrays are recycled, not page-faulted in afresh

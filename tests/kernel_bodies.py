@@ -65,7 +65,7 @@ def test_batch_norm_act(kernel_impl, case, dtype):
 
 def test_batch_norm_needs_two_values_per_channel_when_training(kernel_impl):
     x = np.ones((1, 3), np.float32)
-    with pytest.raises(ValueError, match="more than 1 value"):
+    with pytest.raises(ValueError, match="batch_norm: expected more than 1 value per channel when training"):
         run_impl(kernel_impl, "batch_norm_act_forward", x, None, None, None, None, True, 0.1, 1e-5, None, 0.2)
 
 

@@ -60,7 +60,7 @@ def test_graph_is_freed_unless_retained():
     y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
-    with pytest.raises(RuntimeError, match="second time"):
+    with pytest.raises(RuntimeError, match=r"backward through a graph a second time: .* retain_graph=True"):
         y.backward()
 
 
@@ -70,15 +70,15 @@ def test_no_grad_and_detach():
         y = x * 2
     assert not y.requires_grad and fastgan.is_grad_enabled()
     assert not (x.detach() * 2).requires_grad
-    with pytest.raises(RuntimeError, match="does not require grad"):
+    with pytest.raises(RuntimeError, match=r"backward\(\) on a tensor that does not require grad"):
         y.sum().backward()
 
 
 def test_backward_needs_scalar_or_gradient():
     x = fastgan.tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="scalar"):
+    with pytest.raises(RuntimeError, match=r"backward\(\) without a gradient needs a scalar output, got shape \(2,\)"):
         (x * 2).backward()
-    with pytest.raises(ValueError, match=r"\(3,\)"):
+    with pytest.raises(ValueError, match=r"backward\(\): gradient shape \(3,\) != tensor shape \(2,\)"):
         (x * 2).backward(fastgan.tensor([1.0, 1.0, 1.0]))
 
 
@@ -87,7 +87,7 @@ def test_dtypes():
     assert fastgan.tensor(np.zeros(2)).dtype == np.float64
     assert fastgan.tensor([1.0], dtype=np.float64).dtype == np.float64
     assert (fastgan.tensor([1.0]) * 2.5).dtype == np.float32  # Python scalars never upcast
-    with pytest.raises(TypeError, match="floating"):
+    with pytest.raises(TypeError, match="only floating-point tensors can require grad, got dtype int64"):
         fastgan.tensor([1, 2], requires_grad=True)
 
 

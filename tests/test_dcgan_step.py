@@ -62,7 +62,9 @@ def twin_dcgans(dtype=np.float32, model="dcgan", **options):
     return (G, D, *adams), (tG, tD, *torch_adams)
 
 
-def torch_train_step(G, D, opt_g, opt_d, real, z):
+def torch_train_step(G, D, opt_g, opt_d, real, z, d_weight_grads_in_g_step=True):
+    """The DCGAN examples' step. Their G step also computes D's weight gradients (then discarded: the next D step
+    zeroes them); d_weight_grads_in_g_step=False freezes D there instead, as fastgan.gan.train_step does."""
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     opt_d.zero_grad()
     out_real = D(real)
@@ -74,9 +76,11 @@ def torch_train_step(G, D, opt_g, opt_d, real, z):
     loss_fake.backward()
     opt_d.step()
     opt_g.zero_grad()
+    D.requires_grad_(d_weight_grads_in_g_step)
     out = D(fake)
     loss_g = bce(out, torch.ones_like(out))
     loss_g.backward()
+    D.requires_grad_(True)
     opt_g.step()
     return (loss_real + loss_fake).item(), loss_g.item()
 

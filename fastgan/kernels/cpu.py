@@ -22,11 +22,11 @@ falls back to the reference implementation, so every call has the reference's se
 Results do not depend on the number of threads (OMP_NUM_THREADS, or set_num_threads below), not even in the last
 bit: every reduction runs in a fixed order.
 
-Threads. The kernels' OpenMP threads share the cores with NumPy's OpenBLAS threads, and each pool's idle threads
-busy-wait by default. This module gives its OpenMP runtime a passive wait policy (below). OpenBLAS's workers spin
-for ~0.1 s after every threaded GEMM unless OPENBLAS_THREAD_TIMEOUT is small (e.g. 4), which must be set before
-NumPy is imported. When torch is imported before this module, the extension shares torch's libgomp (same soname)
-and its default spinning policy; GOMP_SPINCOUNT=10000, set before torch is imported, bounds that spin.
+Threads. The kernels run on OpenMP threads, and this module gives its OpenMP runtime a passive wait policy (idle
+threads sleep; below). NumPy's OpenBLAS runs its threaded GEMMs on the same threads (blas_threads.py): its own
+workers would busy-wait for ~0.1 s after every GEMM and take the cores from the kernels that follow. When torch is
+imported before this module, the extension shares torch's libgomp (same soname) and its default spinning policy;
+GOMP_SPINCOUNT=10000, set before torch is imported, bounds that spin.
 """
 import importlib
 import os
@@ -34,7 +34,7 @@ import threading
 
 import numpy as np
 
-from . import reference
+from . import blas_threads, reference
 
 
 def _load_extension():
@@ -58,6 +58,10 @@ def _load_extension():
 
 
 _C = _load_extension()
+
+# the libraries whose threaded work runs on the kernels' threads (blas_threads.py)
+OPENBLAS_ON_KERNEL_THREADS = ([] if os.environ.get("FASTGAN_OPENBLAS_OWN_THREADS") else
+                              blas_threads.run_jobs_with(_C.blas_threads_callback()))
 
 __all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns"]
 
