@@ -56,3 +56,12 @@ def dcgan_init(module):
             normal_(m.weight, 1.0, 0.02)
             constant_(m.bias, 0.0)
     return module
+
+
+def orthogonal_(tensor, gain=1.0):
+    """A (semi-)orthogonal matrix times `gain`, as torch.nn.init.orthogonal_ and TensorFlow's orthogonal initializer:
+    the Q of the QR decomposition of a Gaussian matrix, signs fixed by R's diagonal so Q is uniformly distributed."""
+    rows, cols = tensor.shape[0], int(np.prod(tensor.shape[1:]))
+    q, r = np.linalg.qr(generator().standard_normal((max(rows, cols), min(rows, cols))))
+    q *= np.sign(np.diag(r))
+    return _fill(tensor, np.ascontiguousarray(gain * (q.T if rows < cols else q)).reshape(tensor.shape))
