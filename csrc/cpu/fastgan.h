@@ -120,9 +120,11 @@ constexpr index_t kParallelGrain = 1 << 15;
 // The hot loops are compiled three times, for AVX-512, for AVX2 and for the baseline x86-64 that every 64-bit PC
 // has, and the loader picks the best one the machine supports (GCC's function multi-versioning, through an ifunc).
 // So the extension is built without -march=native, runs on any x86-64, and still uses 512-bit vectors where they
-// exist (short rows such as a 7x7 feature map take a third fewer instructions than with 256-bit ones). No FMA
-// (setup.py passes -ffp-contract=off): contracting a*b+c into one rounding would change results (the kernels
-// repeat the reference's roundings), and then they would also differ between the three versions.
+// exist (short rows such as a 7x7 feature map take a third fewer instructions than with 256-bit ones). The
+// compiler forms no FMA in these loops (setup.py passes -ffp-contract=off): contracting a*b+c into one rounding
+// would change results (the kernels repeat the reference's roundings), and then they would also differ between
+// the three versions. The direct convolutions (register_tile.h) are the one place that asks for FMAs explicitly,
+// with _mm512_fmadd_ps: they sum in another order than the GEMM path anyway (direct_conv.cpp says how much).
 // Elsewhere (other compilers, other architectures) the macro is empty and the compiler's defaults apply.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTGAN_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
