@@ -129,12 +129,12 @@ def test_products_on_the_kernel_threads_equal_openblas_own(dtype, m, k, n):
     callback = cpu._C.blas_threads_callback()
     with threadpool_limits(2, user_api="blas"):
         try:
-            assert blas_threads.run_jobs_with(0) == OPENBLAS
+            assert set(OPENBLAS) <= set(blas_threads.run_jobs_with(0))  # (SciPy may have loaded its own since)
             before = cpu._C.blas_calls_run()
             theirs = a @ b
             assert cpu._C.blas_calls_run() == before
         finally:
-            assert blas_threads.run_jobs_with(callback) == OPENBLAS
+            assert set(OPENBLAS) <= set(blas_threads.run_jobs_with(callback))
         ours = a @ b
     np.testing.assert_array_equal(ours, theirs)
 

@@ -437,7 +437,7 @@ def test_mnist_to_float():
     assert mnist_to_float(x[:, None]).shape == (1, 1, 2, 2)
     with pytest.raises(ValueError, match=r"mnist_to_float: expected images of shape .* got \(2, 2\)"):
         mnist_to_float(x[0])
-    with pytest.raises(ValueError, match=r"mnist_to_float: value_range must be \(lo, hi\) with lo < hi, got \(1, -1\)"):
+    with pytest.raises(ValueError, match=r"value_range must be \(lo, hi\) with lo < hi, got \(1, -1\)"):
         mnist_to_float(x, value_range=(1, -1))
 
 
