@@ -1,76 +1,99 @@
 #!/usr/bin/env bash
-# The GPU validation and benchmarks in one command, for a machine with a CUDA GPU (CuPy, torch and triton already
-# installed; nothing here needs the network). Everything goes to one file: $OUT/gpu_results.txt if OUT is set, else
-# ./gpu_results.txt.
+# The GPU check in stages, each a short command on a GPU machine; docs/gpu.md is the runbook (which stages to run in
+# which order, how long each takes, what to bring along).
 #
-#   bash benchmarks/gpu_check.sh            # tests, both benchmarks, one epoch of real training
-#   bash benchmarks/gpu_check.sh tests      # or one stage: tests | step | kernels | train (each fits 10 minutes)
+#   bash benchmarks/gpu_check.sh STAGE [STAGE ...]
 #
-# Extra arguments for the benchmarks: GPU_STEP_ARGS (e.g. "--no-compile --steps 30"), GPU_KERNELS_ARGS.
-# The training stage needs MNIST's cache file (mnist.npz; the GPU machine cannot download it): it is looked for in
-# build/fastgan_cache/ (copy ~/.cache/fastgan/mnist.npz there and bring the folder along), else $FASTGAN_CACHE or
-# ~/.cache/fastgan; without it the stage is skipped. Its run folder (samples, metrics) goes next to the results.
+#   install       python3 -m pip install --no-deps --no-build-isolation -e .  (offline; builds the C++ extension)
+#   env           the versions, then fastgan's probes: a usable GPU, every GPU implementation loads and launches
+#   tests         the gpu-marked tests: tests/test_gpu.py and the device cases of tests/test_cuda_kernels.py
+#   tests-cuda    the same without the triton cases      tests-triton   the triton cases only
+#   step          benchmarks/gpu_step.py     the whole training step against torch      (GPU_STEP_ARGS)
+#   kernels       benchmarks/gpu_kernels.py  kernel by kernel against torch             (GPU_KERNELS_ARGS)
+#   train         benchmarks/gpu_train.py    one epoch of fastgan.train on cuda, synthetic data  (GPU_TRAIN_ARGS)
 #
-# Without a GPU it says so and exits 0. If pytest is missing on the GPU machine, install it into build/gpu_deps on
-# a machine with the network (pip install --target build/gpu_deps pytest) and bring that folder along: it is put
-# on PYTHONPATH here. Exit status: non-zero if a test failed or a benchmark's validation failed.
+# Each stage writes its own file, $OUT/gpu_<stage>.txt (build/gpu_results/ without OUT): the versions first, then
+# all the stage printed (stdout and stderr), then "RESULT <stage>: PASS" or "RESULT <stage>: FAIL (why)". Nothing
+# is skipped: without a usable GPU every stage but install fails and says why, and a test that skips fails. The
+# stages of one command share GPU_CHECK_BUDGET seconds (default 560, inside a 10-minute limit per command): a stage
+# still running when they are spent is interrupted (pytest still reports what ran) and fails; a stage with less
+# than 30 s left does not start, and fails. The CPU-only tests (the CUDA emulator, nvcc, Triton's interpreter) are
+# CI's and do not run here. Python is $PYTHON, else python3, else python. Exit status: 0 only if every stage passed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-STAGES="${1:-all}"
-PY="${PYTHON:-$(command -v python || command -v python3)}"
-RESULTS="${OUT:+$OUT/gpu_results.txt}"
-RESULTS="${RESULTS:-gpu_results.txt}"
-[ -d build/gpu_deps ] && export PYTHONPATH="$PWD/build/gpu_deps${PYTHONPATH:+:$PYTHONPATH}"
-[ -f build/fastgan_cache/mnist.npz ] && export FASTGAN_CACHE="$PWD/build/fastgan_cache"
-MNIST_CACHE="${FASTGAN_CACHE:-$HOME/.cache/fastgan}/mnist.npz"
-RUN_DIR="$(dirname "$RESULTS")/gpu_train_run"
-export PYTHONDONTWRITEBYTECODE=1
+if [ $# -eq 0 ]; then
+    echo "usage: bash benchmarks/gpu_check.sh STAGE [STAGE ...]  (stages: see the top of this file)" >&2
+    exit 2
+fi
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
+RESULTS="${OUT:-build/gpu_results}"
+BUDGET="${GPU_CHECK_BUDGET:-560}"
+mkdir -p "$RESULTS"
+export PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"   # gpu_pytest_plugin
+summary=()
 status=0
 
-run() {  # run a stage, record its exit status, never stop the script
-    echo; echo "=== $* ==="
-    "$@"
-    local rc=$?
-    echo "--- exit status $rc"
-    [ $rc -eq 0 ] || status=1
+stage_command() {  # the command line of a stage, one word per line
+    local tests=(-m pytest -q -rfE --tb=short --durations=10 -p no:cacheprovider -p gpu_pytest_plugin -m gpu)
+    local files=(tests/test_gpu.py tests/test_cuda_kernels.py)
+    case "$1" in
+        install)      printf '%s\n' "$PY" -m pip install --no-deps --no-build-isolation -e . ;;
+        env)          printf '%s\n' "$PY" benchmarks/gpu_env.py ;;
+        tests)        printf '%s\n' "$PY" "${tests[@]}" "${files[@]}" ;;
+        tests-cuda)   printf '%s\n' "$PY" "${tests[@]}" -k "not triton" "${files[@]}" ;;
+        tests-triton) printf '%s\n' "$PY" "${tests[@]}" -k "triton" "${files[@]}" ;;
+        # shellcheck disable=SC2086  # (word splitting of the extra arguments is intended)
+        step)         printf '%s\n' "$PY" benchmarks/gpu_step.py ${GPU_STEP_ARGS:-} ;;
+        # shellcheck disable=SC2086
+        kernels)      printf '%s\n' "$PY" benchmarks/gpu_kernels.py ${GPU_KERNELS_ARGS:-} ;;
+        # shellcheck disable=SC2086
+        train)        printf '%s\n' "$PY" benchmarks/gpu_train.py --results "$RESULTS/gpu_train" ${GPU_TRAIN_ARGS:-} ;;
+        *)            return 1 ;;
+    esac
 }
 
-{
-    echo "fastgan GPU check, $(date -u '+%Y-%m-%d %H:%M UTC'), stages: $STAGES"
-    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
-    "$PY" - <<'PY'
-import importlib, platform
-print("python", platform.python_version())
-for name in ("numpy", "cupy", "torch", "triton", "pytest"):
-    try:
-        print(f"{name:8s}", getattr(importlib.import_module(name), "__version__", "?"))
-    except Exception as err:  # noqa: BLE001
-        print(f"{name:8s} MISSING ({type(err).__name__}: {err})")
-PY
-    if ! "$PY" -c "from fastgan import backend; assert backend.cuda_available()" 2>/dev/null; then
-        echo "SKIP: no CUDA GPU visible to CuPy here; nothing to check."
-        exit 0
-    fi
-    "$PY" - <<'PY'
-from fastgan import dispatch
-print("fastgan kernels on cuda:", dispatch.describe("cuda"))
-PY
-    case "$STAGES" in all|tests)
-        run "$PY" -m pytest -q -rs -p no:cacheprovider tests/test_gpu.py tests/test_cuda_kernels.py \
-            tests/test_cuda_compile.py tests/test_triton_kernels.py ;;
-    esac
-    # shellcheck disable=SC2086  # (word splitting of the extra arguments is intended)
-    case "$STAGES" in all|step) run "$PY" benchmarks/gpu_step.py ${GPU_STEP_ARGS:-} ;; esac
-    case "$STAGES" in all|kernels) run "$PY" benchmarks/gpu_kernels.py ${GPU_KERNELS_ARGS:-} ;; esac
-    case "$STAGES" in all|train)
-        if [ -f "$MNIST_CACHE" ]; then
-            rm -rf "$RUN_DIR"
-            run "$PY" -m fastgan.train mnist --device cuda --epochs 1 --no-progress --log-every 100 --out "$RUN_DIR"
+run_stage() {  # run stage $1 into $RESULTS/gpu_$1.txt; its exit status is the stage's
+    local name=$1 command
+    mapfile -t command < <(stage_command "$name")
+    {
+        echo "fastgan GPU check, stage $name, $(date -u '+%Y-%m-%d %H:%M:%S UTC'), commit" \
+             "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+        [ "$name" = env ] || "$PY" benchmarks/gpu_env.py --versions   # (env prints them itself)
+        local left=$((BUDGET - SECONDS)) started=$SECONDS rc
+        echo "--- ${command[*]}"
+        if [ "$left" -lt 30 ]; then
+            echo "RESULT $name: FAIL (not started: ${left} s left of the command's ${BUDGET} s)"
+            exit 125
+        fi
+        timeout --signal=INT --kill-after=20 "$left" "${command[@]}"
+        rc=$?
+        if [ "$name" = install ] && [ $rc -eq 0 ]; then   # installed: did the C++ CPU kernels build?
+            "$PY" -c "from fastgan import dispatch; why = dispatch.why_unavailable('cpu'); \
+print('fastgan C++ CPU kernels: ' + ('built' if why is None else 'NOT built: ' + why)); raise SystemExit(why is not None)"
+            rc=$?
+        fi
+        if [ $rc -eq 0 ]; then
+            echo "RESULT $name: PASS ($((SECONDS - started)) s)"
+        elif [ $rc -eq 124 ]; then
+            echo "RESULT $name: FAIL (interrupted after $((SECONDS - started)) s: the command's ${BUDGET} s are spent)"
         else
-            echo; echo "=== SKIP training: no MNIST cache at $MNIST_CACHE (see the top of this script) ==="
-        fi ;;
-    esac
-    echo; echo "overall: $([ $status -eq 0 ] && echo OK || echo FAILURES, see above)"
-    exit $status
-} 2>&1 | tee "$RESULTS"
-exit "${PIPESTATUS[0]}"
+            echo "RESULT $name: FAIL (exit status $rc after $((SECONDS - started)) s)"
+        fi
+        exit $rc
+    } 2>&1 | tee "$RESULTS/gpu_$name.txt"
+    return "${PIPESTATUS[0]}"
+}
+
+for name in "$@"; do
+    if ! stage_command "$name" > /dev/null; then
+        echo "unknown stage '$name': install, env, tests, tests-cuda, tests-triton, step, kernels or train" >&2
+        exit 2
+    fi
+done
+for name in "$@"; do
+    echo; echo "=== stage $name -> $RESULTS/gpu_$name.txt"
+    if run_stage "$name"; then summary+=("$name: PASS"); else summary+=("$name: FAIL"); status=1; fi
+done
+echo; echo "gpu_check: ${summary[*]}"
+exit $status

@@ -1,43 +1,57 @@
-"""fastgan's GPU kernels one by one against torch/cuDNN, at the DCGAN's shapes (batch 512 by default).
+"""fastgan's GPU kernels one by one against torch/cuDNN, at the DCGAN's shapes (batch 128 by default).
 
-    python benchmarks/gpu_kernels.py [--batch 512] [--reps 50]
+    python benchmarks/gpu_kernels.py [--batch 128] [--reps 50]
 
 Each row runs one kernel of each fastgan GPU implementation (cuda, triton) and the torch equivalent on the same
 CuPy/torch data, checks that the outputs agree, then times it: CUDA events around each call, the L2 cache flushed
-(a 256 MiB memset) before each, the median of --reps calls. torch runs in strict float32 (TF32 off) except in the
-"torch tf32" column (cuDNN's default). Where fastgan fuses what torch does in several kernels, the torch side is
-the unfused sequence a torch user runs: batch norm then ReLU, the loss then its gradient. Without a GPU it prints
-why and exits 0.
+(a 256 MiB memset) before each, the median of --reps calls. torch runs with cudnn.benchmark on (cuDNN picks its
+fastest algorithm per shape) and in strict float32 (TF32 off), except in the "torch tf32" column (cuDNN's default
+precision). Where fastgan fuses what torch does in several kernels, the torch side is the unfused sequence a torch
+user runs: batch norm then ReLU, the loss then its gradient. The "best" column names the fastgan implementation of
+the fastest time and its speed relative to torch (strict float32).
+
+Exit status 1 if anything failed: no usable GPU, torch without CUDA, a fastgan GPU implementation that does not
+load, or any kernel that raised or disagreed with torch (its cell says ERROR or MISMATCH; the table is printed
+first, the reasons after it).
 """
 import argparse
 import os
 import statistics
 import sys
 
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import fastgan  # noqa: E402,F401  (before NumPy, as fastgan asks)
+import numpy as np  # noqa: E402
 
-from gpu_common import require_gpu_and_torch  # noqa: E402
+from gpu_common import Verdict, best, gpu_implementations, require_gpu_and_torch  # noqa: E402
 
 
-def skip(reason):
-    print(f"SKIP gpu_kernels: {reason}")
-    sys.exit(0)
+def measure(verdict, what, run, disagreement, bench):
+    """bench(run), the median µs, once run()'s output passes disagreement(output) (None: it agrees with torch, else
+    how not); otherwise the cell says MISMATCH or ERROR and the verdict records the failure (`what` names the
+    kernel and the implementation). The other cells of the table are still measured."""
+    try:
+        wrong = disagreement(run())
+    except Exception as err:  # noqa: BLE001 - a failure of this cell, recorded, not the end of the table
+        verdict.fail(f"{what} raised {type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}")
+        return "ERROR"
+    if wrong is not None:
+        verdict.fail(f"{what} disagrees with torch: {wrong}")
+        return "MISMATCH"
+    return bench(run)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=512)
+    p.add_argument("--batch", type=int, default=128)
     p.add_argument("--reps", type=int, default=50)
     args = p.parse_args()
     from fastgan import dispatch
     torch, cupy = require_gpu_and_torch("gpu_kernels")
+    verdict = Verdict("gpu_kernels")
     tF = torch.nn.functional
-    impls = {name: dispatch.implementation(name) for name in ("cuda", "triton")}
-    impls = {name: module for name, module in impls.items() if module is not None}
-    if not impls:
-        skip("no GPU kernel implementation of fastgan loads here (python -m fastgan.kernels)")
+    impls = {name: dispatch.implementation(name) for name in gpu_implementations(verdict)}
+    torch.backends.cudnn.benchmark = True
     # CuPy's events sit on the legacy default stream; torch must launch there too for them to time its kernels
     assert torch.cuda.current_stream().cuda_stream == 0, "torch is not on the default stream"
     flush = cupy.empty(64 * 2 ** 20, np.int32)   # 256 MiB, larger than any GPU's L2
@@ -65,11 +79,20 @@ def main():
         a = (scale * rng.standard_normal(shape)).astype(np.float32)
         return cupy.asarray(a), torch.from_numpy(a).cuda()
 
-    def close(ours, theirs):
+    def mismatch(ours, theirs):
+        """None when every output agrees with torch's, else which one does not and by how much."""
         ours = [cupy.asnumpy(o) for o in (ours if isinstance(ours, tuple) else (ours,))]
         theirs = [t.detach().cpu().numpy() for t in (theirs if isinstance(theirs, tuple) else (theirs,))]
-        return all(np.allclose(o.reshape(t.shape), t, rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(t).max())))
-                   for o, t in zip(ours, theirs))
+        if len(ours) != len(theirs):
+            return f"{len(ours)} outputs, torch has {len(theirs)}"
+        for i, (o, t) in enumerate(zip(ours, theirs)):
+            if o.size != t.size:
+                return f"output {i} has {o.size} values, torch's {t.size}"
+            scale = max(1.0, float(np.abs(t).max()))
+            if not np.allclose(o.reshape(t.shape), t, rtol=1e-3, atol=1e-3 * scale):
+                return f"output {i}: max |difference| {float(np.abs(o.reshape(t.shape) - t).max()):.3g} " \
+                       f"(torch's largest |value| {scale:.3g})"
+        return None
 
     rows = []   # (name, {column: µs or note})
 
@@ -77,13 +100,9 @@ def main():
         """ours(module) -> output on CuPy arrays; theirs() -> the same in torch."""
         set_tf32(False)
         expected = theirs()
-        cells = {}
-        for impl, module in impls.items():
-            try:
-                ok = close(ours(module), expected)
-                cells[impl] = bench(lambda: ours(module)) if ok else "MISMATCH"
-            except Exception as err:  # noqa: BLE001 - a missing op or dtype is a cell, not the end of the table
-                cells[impl] = f"{type(err).__name__}"
+        cells = {impl: measure(verdict, f"{name}: fastgan {impl}", lambda module=module: ours(module),
+                               lambda out: mismatch(out, expected), bench)
+                 for impl, module in impls.items()}
         cells["torch"] = bench(theirs)
         if tf32_matters:
             set_tf32(True)
@@ -126,8 +145,8 @@ def main():
                                        True, 0.1, 1e-5))
         label = f"BN+{act} {'x'.join(map(str, shape[1:]))}"
         row(f"{label} fwd", bn_ours, bn_theirs)
-        _, mean, rstd = next(iter(impls.values())).batch_norm_act_forward(x, g, b, None, None, True, 0.1, 1e-5,
-                                                                          act, 0.2)
+        mean = x.mean(axis=(0, 2, 3))                                 # the batch statistics the backward reuses
+        rstd = 1 / cupy.sqrt(x.var(axis=(0, 2, 3)) + 1e-5)
         for t in (tx, tg, tb):
             t.requires_grad_()
         ty = bn_theirs()
@@ -160,27 +179,30 @@ def main():
             topt.step()
             return tp
         expected = adam_theirs().detach().clone()   # the first step from p0; then only the time counts
+        name = f"Adam step, {size} floats"
         cells = {}
-        for name, m in impls.items():
+        for impl, m in impls.items():
             state = [cupy.asarray(p0), cupy.zeros(size, np.float32), cupy.zeros(size, np.float32)]
-            ok = close(adam_ours(m, state), expected)
-            cells[name] = bench(lambda: adam_ours(m, state)) if ok else "MISMATCH"
+            cells[impl] = measure(verdict, f"{name}: fastgan {impl}", lambda m=m, state=state: adam_ours(m, state),
+                                  lambda out: mismatch(out, expected), bench)
         cells["torch"] = bench(adam_theirs)
-        rows.append((f"Adam step, {size} floats", cells))
+        rows.append((name, cells))
 
     columns = list(impls) + ["torch", "torch tf32"]
     print(f"fastgan GPU kernels vs torch {torch.__version__} on {torch.cuda.get_device_name()}, batch {n}, float32; "
-          f"µs per call (median of {args.reps}, L2 flushed)")
-    print(f"{'kernel':36s}" + "".join(f"{c:>12s}" for c in columns) + f"{'best/torch':>12s}")
+          f"µs per call (median of {args.reps}, L2 flushed; torch with cudnn.benchmark)")
+    print(f"{'kernel':36s}" + "".join(f"{c:>12s}" for c in columns) + f"  {'best of fastgan / torch':s}")
     for name, cells in rows:
         line = f"{name:36s}"
         for c in columns:
             v = cells.get(c, "")
             line += f"{v:12.1f}" if isinstance(v, float) else f"{v:>12s}"
-        ours = [v for k, v in cells.items() if k in impls and isinstance(v, float)]
-        line += f"{cells['torch'] / min(ours):11.2f}x" if ours else f"{'':>12s}"
+        fastest = best(cells, list(impls))
+        line += f"  {fastest[0]} {cells['torch'] / fastest[1]:.2f}x" if fastest else ""
         print(line)
-    print("best/torch > 1: fastgan's faster implementation beats torch (strict float32).")
+    print("best of fastgan / torch: the fastest fastgan implementation, named, and torch's time over its time "
+          "(> 1: fastgan is faster; strict float32 on both sides).")
+    verdict.exit()
 
 
 if __name__ == "__main__":

@@ -1,20 +1,33 @@
 """The whole 28×28 DCGAN training step on a GPU: fastgan vs PyTorch eager (and torch.compile), in one process.
 
-    python benchmarks/gpu_step.py                          # batches 64, 128, 512
-    python benchmarks/gpu_step.py --batch-sizes 128 --steps 100 --no-compile
+    python3 benchmarks/gpu_step.py                                  # batches 64 and 128
+    python3 benchmarks/gpu_step.py --batch-sizes 128 --steps 100 --compile
 
 Every engine trains the same model (same weights, batches and noise, all already on the GPU) with the same step:
-D on a real and a fake batch, then G, both with Adam, and the losses read back every step (gan.train_step's
-statistics; torch reads its two losses). Before anything is timed, the first steps of each fastgan implementation
-are checked to agree with torch (float32, TF32 off). Rows:
+D on a real and a fake batch, then G, both with Adam (torch's default, multi-tensor Adam). The work is the same on
+both sides:
 
-    fastgan <impl>    fastgan's default GPU kernels (cuda, then triton), and each implementation pinned
-    torch eager       cuDNN/cuBLAS in strict float32 (TF32 off), the like-for-like comparison
-    torch eager tf32  torch's defaults (cuDNN convolutions in TF32): faster, ~1e-3 relative error
-    torch.compile     the same modules compiled (float32, TF32 off), when compiling works here
+    G's step    fastgan freezes D's parameters while G's loss goes back through D, so it computes no gradient of
+                D's weights there. torch's "same work" rows do the same (D's parameters requires_grad=False during
+                G's backward); the row "torch eager, +D grads in G step" is the usual torch loop (pytorch/examples'
+                dcgan), whose G backward also computes D's weight gradients and throws them away.
+    read-backs  --readbacks stats (as training runs): both sides copy to the host what gan.train_step reports, six
+                read-backs per step (D's loss on the real and the fake batch, G's loss, D's three batches of
+                outputs); --readbacks none: no read-back inside the step, one device synchronisation after it.
+    cuDNN       torch.backends.cudnn.benchmark = True (cuDNN picks its fastest algorithms per shape).
 
-img/s is batch / median step time; "vs torch" is fastgan's img/s over torch eager's (> 1: fastgan is faster).
-Without a GPU it prints why and exits 0.
+Before anything is timed, the first steps of each fastgan implementation are checked against torch's (float32,
+TF32 off). Rows:
+
+    fastgan default   fastgan's default GPU kernels per op (cuda, then triton), and each implementation pinned
+    torch eager       cuDNN/cuBLAS in strict float32 (TF32 off): the like-for-like comparison ("vs torch" is
+                      against this row)
+    torch eager tf32  torch's default precision (cuDNN convolutions in TF32): faster, ~1e-3 relative error
+    torch.compile     the same modules compiled (float32, TF32 off), with --compile (it takes a minute or more)
+
+img/s is batch / median step time; "vs torch" is torch eager's time over this row's (> 1: faster than torch).
+Exit status 1 if the GPU or torch's CUDA is missing, a fastgan GPU implementation does not load, or a validation
+fails (those rows are not timed).
 """
 import argparse
 import os
@@ -22,42 +35,106 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, ".."), os.path.join(HERE, "..", "tests")]   # fastgan, test_dcgan_step
+import fastgan  # noqa: E402  (before NumPy, as fastgan asks)
+import numpy as np  # noqa: E402
+
+from gpu_common import Verdict, best, gpu_implementations, require_gpu_and_torch  # noqa: E402
+
+READBACKS = ("stats", "none")
 
 
 def parse():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch-sizes", default="64,128,512")
+    p.add_argument("--batch-sizes", default="64,128")
     p.add_argument("--steps", type=int, default=50, help="timed steps per engine (after --warmup steps)")
     p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--no-compile", action="store_true", help="leave out torch.compile (it takes a minute or two)")
-    return p.parse_args()
+    p.add_argument("--readbacks", default="stats,none", help="stats, none or both (comma-separated); see above")
+    p.add_argument("--compile", action="store_true", help="add torch.compile (a minute or two of compiling)")
+    args = p.parse_args()
+    args.readbacks = args.readbacks.split(",")
+    if not set(args.readbacks) <= set(READBACKS):
+        p.error(f"--readbacks takes {', '.join(READBACKS)}, got {args.readbacks}")
+    return args
 
-from gpu_common import require_gpu_and_torch  # noqa: E402
+
+def mean_sigmoid_on_host(logits):
+    """D's mean output from a host copy of its logits (one read-back), as gan.train_step computes it."""
+    s = logits.astype(np.float64)
+    return float(np.mean(0.5 * (1 + np.tanh(0.5 * s))))
 
 
-def skip(reason):
-    print(f"SKIP gpu_step: {reason}")
-    sys.exit(0)
+def fastgan_steps(cupy):
+    """step(G, D, opt_g, opt_d, real, z, readbacks) -> (loss_d, loss_g) or None, for each --readbacks."""
+    from fastgan import functional as F
+    from fastgan.gan import frozen, train_step
+
+    def with_stats(G, D, opt_g, opt_d, real, z):
+        s = train_step(G, D, opt_g, opt_d, real, z)   # its six read-backs
+        return s["loss_d"], s["loss_g"]
+
+    def without_readbacks(G, D, opt_g, opt_d, real, z):   # gan.train_step without its statistics
+        opt_d.zero_grad()
+        F.binary_cross_entropy_with_logits(D(real), 1.0).backward()
+        fake = G(z)
+        F.binary_cross_entropy_with_logits(D(fake.detach()), 0.0).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        with frozen(D):
+            F.binary_cross_entropy_with_logits(D(fake), 1.0).backward()
+        opt_g.step()
+        cupy.cuda.Device().synchronize()
+    return {"stats": with_stats, "none": without_readbacks}
+
+
+def torch_steps(torch):
+    """The same step in torch; d_grads_in_g_step: G's backward also computes D's weight gradients (the usual loop)."""
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def step(G, D, opt_g, opt_d, real, z, readbacks, d_grads_in_g_step=False):
+        opt_d.zero_grad()
+        out_real = D(real)
+        loss_real = bce(out_real, torch.ones_like(out_real))
+        loss_real.backward()
+        fake = G(z)
+        out_fake = D(fake.detach())
+        loss_fake = bce(out_fake, torch.zeros_like(out_fake))
+        loss_fake.backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        d_params = list(D.parameters())
+        if not d_grads_in_g_step:
+            for p in d_params:
+                p.requires_grad_(False)
+        out = D(fake)
+        loss_g = bce(out, torch.ones_like(out))
+        loss_g.backward()
+        for p in d_params:
+            p.requires_grad_(True)
+        opt_g.step()
+        if readbacks == "none":
+            torch.cuda.synchronize()
+            return None
+        stats = [loss_real.item(), loss_fake.item(), loss_g.item()] + \
+            [mean_sigmoid_on_host(o.detach().cpu().numpy()) for o in (out_real, out_fake, out)]
+        return stats[0] + stats[1], stats[2]
+    return step
 
 
 def main():
     args = parse()
     torch, cupy = require_gpu_and_torch("gpu_step")
+    verdict = Verdict("gpu_step")
+    impls = [None] + gpu_implementations(verdict)
 
-    import fastgan
     from fastgan import dispatch
-    from fastgan.gan import train_step
-    from test_dcgan_step import torch_train_step, twin_dcgans
+    from test_dcgan_step import twin_dcgans
 
-    impls = [None] + [name for name in ("cuda", "triton") if dispatch.implementation(name) is not None]
-    if impls == [None]:
-        skip("no GPU kernel implementation of fastgan loads here (python -m fastgan.kernels)")
-    print(f"GPU: {cupy.cuda.runtime.getDeviceProperties(0)['name'].decode()}; torch {torch.__version__}, "
+    torch.backends.cudnn.benchmark = True
+    print(f"GPU: {torch.cuda.get_device_name()}; torch {torch.__version__} (CUDA {torch.version.cuda}), "
           f"cupy {cupy.__version__}; fastgan GPU kernels: {', '.join(impls[1:])}")
+    ours_by_readbacks, theirs_step = fastgan_steps(cupy), torch_steps(torch)
 
     def build(n):
         """Same-weight fastgan and torch models, their Adams, and 4 batches of (real, z) on the GPU for both."""
@@ -70,19 +147,19 @@ def main():
         theirs_data = [(torch.from_numpy(r).cuda(), torch.from_numpy(z).cuda()) for r, z in host]
         return (G, D, *opts, ours_data), (tG, tD, *topts, theirs_data)
 
-    def fastgan_step(models, impl):
+    def fastgan_step(models, impl, readbacks):
         G, D, opt_g, opt_d, data = models
+        step = ours_by_readbacks[readbacks]
 
-        def step(i):
+        def run(i):
             with dispatch.use(impl):
-                s = train_step(G, D, opt_g, opt_d, *data[i % len(data)])
-            return s["loss_d"], s["loss_g"]
-        return step
+                return step(G, D, opt_g, opt_d, *data[i % len(data)])
+        return run
 
-    def torch_step(models, G=None, D=None):
+    def torch_step(models, readbacks, G=None, D=None, d_grads_in_g_step=False):
         tG, tD, topt_g, topt_d, data = models
         G, D = (tG, tD) if G is None else (G, D)
-        return lambda i: torch_train_step(G, D, topt_g, topt_d, *data[i % len(data)])
+        return lambda i: theirs_step(G, D, topt_g, topt_d, *data[i % len(data)], readbacks, d_grads_in_g_step)
 
     def set_tf32(on):
         torch.backends.cudnn.allow_tf32 = on
@@ -95,46 +172,57 @@ def main():
         samples = []
         for i in range(args.steps):
             t0 = time.perf_counter()
-            step(i)   # every step reads its losses back, so it has finished when this returns
+            step(i)   # it reads back or synchronises, so it has finished when this returns
             samples.append(time.perf_counter() - t0)
         return statistics.median(samples)
 
-    failures = []
     for n in (int(b) for b in args.batch_sizes.split(",")):
-        rows = {}
         # validate: from identical weights, each fastgan implementation's first steps give torch's losses
+        valid = []
         for impl in impls:
             ours, theirs = build(n)
             set_tf32(False)
-            step_ours, step_theirs = fastgan_step(ours, impl), torch_step(theirs)
-            for i in range(3):
-                (a, b), (c, d) = step_ours(i), step_theirs(i)
-                if not np.allclose([a, b], [c, d], rtol=2e-3, atol=2e-4):
-                    failures.append(f"batch {n}, fastgan {impl or 'default'}: step {i} losses {a:.5f}/{b:.5f}, "
-                                    f"torch {c:.5f}/{d:.5f}")
-                    break
-            else:
-                rows[f"fastgan {impl or 'default'}"] = median_step_time(step_ours)
-        ours, theirs = build(n)
-        set_tf32(False)
-        rows["torch eager"] = median_step_time(torch_step(theirs))
-        set_tf32(True)
-        rows["torch eager tf32"] = median_step_time(torch_step(theirs))
-        set_tf32(False)
-        if not args.no_compile:
+            step_ours, step_theirs = fastgan_step(ours, impl, "stats"), torch_step(theirs, "stats")
             try:
-                cG, cD = torch.compile(theirs[0]), torch.compile(theirs[1])
-                rows["torch.compile"] = median_step_time(torch_step(theirs, cG, cD))
-            except Exception as err:  # noqa: BLE001 - report and go on: compile support varies by machine
-                print(f"torch.compile failed at batch {n}: {type(err).__name__}: {str(err).splitlines()[0][:200]}")
-        reference = rows["torch eager"]
-        print(f"\nDCGAN 28x28 training step on the GPU, batch {n}, float32 ({args.steps} timed steps, median)")
-        print(f"{'engine':20s} {'ms/step':>9s} {'img/s':>9s} {'vs torch':>9s}")
-        for name, t in rows.items():
-            print(f"{name:20s} {t * 1e3:9.2f} {n / t:9.0f} {reference / t:8.2f}x")
-    if failures:
-        print("\nVALIDATION FAILED (these rows were not timed):\n  " + "\n  ".join(failures))
-        sys.exit(1)
+                for i in range(3):
+                    (a, b), (c, d) = step_ours(i), step_theirs(i)
+                    if not np.allclose([a, b], [c, d], rtol=2e-3, atol=2e-4):
+                        raise AssertionError(f"step {i} losses D {a:.5f}, G {b:.5f}; torch's {c:.5f}, {d:.5f}")
+                valid.append(impl)
+            except Exception as err:  # noqa: BLE001 - a failure of this row; the others are still measured
+                verdict.fail(f"batch {n}, fastgan {impl or 'default'}: {type(err).__name__}: "
+                             f"{str(err).splitlines()[0][:300]}")
+        for readbacks in args.readbacks:
+            rows = {}
+            for impl in valid:
+                rows[f"fastgan {impl or 'default'}"] = median_step_time(fastgan_step(build(n)[0], impl, readbacks))
+            theirs = build(n)[1]
+            set_tf32(False)
+            rows["torch eager"] = median_step_time(torch_step(theirs, readbacks))
+            rows["torch eager, +D grads in G step"] = median_step_time(
+                torch_step(theirs, readbacks, d_grads_in_g_step=True))
+            set_tf32(True)
+            rows["torch eager tf32"] = median_step_time(torch_step(theirs, readbacks))
+            set_tf32(False)
+            if args.compile:
+                try:
+                    cG, cD = torch.compile(theirs[0]), torch.compile(theirs[1])
+                    rows["torch.compile"] = median_step_time(torch_step(theirs, readbacks, cG, cD))
+                except Exception as err:  # noqa: BLE001 - asked for, so its failure is a failure
+                    verdict.fail(f"torch.compile at batch {n}: {type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:200]}")
+            reference = rows["torch eager"]
+            print(f"\nDCGAN 28x28 training step on the GPU, batch {n}, float32, read-backs: "
+                  f"{'six per step (gan.train_step statistics)' if readbacks == 'stats' else 'none (one sync)'} "
+                  f"({args.steps} timed steps, median)")
+            print(f"{'engine':34s} {'ms/step':>9s} {'img/s':>9s} {'vs torch':>9s}")
+            for name, t in rows.items():
+                print(f"{name:34s} {t * 1e3:9.2f} {n / t:9.0f} {reference / t:8.2f}x")
+            fastest = best(rows, [f"fastgan {impl or 'default'}" for impl in valid])
+            if fastest:
+                print(f"fastgan's best: {fastest[0]}, {n / fastest[1]:.0f} img/s = {reference / fastest[1]:.2f}x "
+                      "torch eager (same work, strict float32)")
+    verdict.exit()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Every kernel at the 28x28 DCGAN's shapes: each fastgan implementation beside its PyTorch equivalent, one process.
 
     python benchmarks/kernels.py                          # all kernels, batch 64 and 128, 2 threads
+    python benchmarks/kernels.py --model dcgan64          # at the shapes of the DCGAN tutorial's 64×64 RGB model
     python benchmarks/kernels.py --kernel batch_norm_act_forward --batch-size 128 --repeats 50
 
 For every case, each available implementation (reference, cpu, ...) is first checked against the reference on the
@@ -22,6 +23,7 @@ def parse():
     p.add_argument("--threads", type=int, default=2, help="threads for every engine (OpenMP, BLAS, torch)")
     p.add_argument("--repeats", type=int, default=21, help="timed calls per implementation and case")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    p.add_argument("--model", default="dcgan", choices=["dcgan", "dcgan64"], help="whose layer shapes to run")
     return p.parse_args()
 
 
@@ -33,16 +35,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 # OpenBLAS's threads for the cores in every GEMM of a convolution. A bounded spin serves both engines: it does not
 # measurably slow torch, and the threads sleep soon after a kernel ends.
 os.environ.setdefault("GOMP_SPINCOUNT", "10000")
-# NumPy's OpenBLAS keeps its worker threads busy-waiting for ~0.1 s after every threaded GEMM (its default thread
-# timeout, 2^28 cycles), taking a core from every OpenMP kernel that follows; 2^4 cycles lets them sleep at once.
-# (torch uses MKL and oneDNN, which this does not touch.) Read when OpenBLAS loads: before importing numpy.
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from fastgan import dispatch  # noqa: E402
+from validation import mismatch  # noqa: E402
 
 TF = torch.nn.functional
 DTYPE = np.dtype(ARGS.dtype)
@@ -63,11 +62,16 @@ def _t(a):
 # (kind, C_in, C_out, k, stride, padding, input H=W): G's three transposed convs, then D's three convs
 DCGAN_CONVS = [("convT", 100, 256, 7, 1, 0, 1), ("convT", 256, 128, 4, 2, 1, 7), ("convT", 128, 1, 4, 2, 1, 14),
                ("conv", 1, 64, 4, 2, 1, 28), ("conv", 64, 128, 4, 2, 1, 14), ("conv", 128, 1, 7, 1, 0, 7)]
+# the 64×64 model (ngf = ndf = 64, nc = 3): G's five transposed convs, then D's five convs
+DCGAN64_CONVS = [("convT", 100, 512, 4, 1, 0, 1), ("convT", 512, 256, 4, 2, 1, 4), ("convT", 256, 128, 4, 2, 1, 8),
+                 ("convT", 128, 64, 4, 2, 1, 16), ("convT", 64, 3, 4, 2, 1, 32),
+                 ("conv", 3, 64, 4, 2, 1, 64), ("conv", 64, 128, 4, 2, 1, 32), ("conv", 128, 256, 4, 2, 1, 16),
+                 ("conv", 256, 512, 4, 2, 1, 8), ("conv", 512, 1, 4, 1, 0, 4)]
 
 
 def conv_cases(n, transposed, backward):
     rng = np.random.default_rng(0)
-    for kind, cin, cout, k, s, p, hw in DCGAN_CONVS:
+    for kind, cin, cout, k, s, p, hw in SHAPES["convs"]:
         if (kind == "convT") != transposed:
             continue
         x = _rand(rng, (n, cin, hw, hw))
@@ -97,6 +101,8 @@ def conv_cases(n, transposed, backward):
 
 # the DCGAN's three batch norms: G after its first and second transposed convs (ReLU), D after its second conv (leaky)
 DCGAN_BNS = [((256, 7, 7), "relu"), ((128, 14, 14), "relu"), ((128, 7, 7), "leaky_relu")]
+DCGAN64_BNS = [((512, 4, 4), "relu"), ((256, 8, 8), "relu"), ((128, 16, 16), "relu"), ((64, 32, 32), "relu"),
+               ((128, 16, 16), "leaky_relu"), ((256, 8, 8), "leaky_relu"), ((512, 4, 4), "leaky_relu")]
 
 
 def _torch_act(y, activation):
@@ -105,7 +111,7 @@ def _torch_act(y, activation):
 
 def batch_norm_cases(n, backward):
     rng = np.random.default_rng(1)
-    for chw, act in DCGAN_BNS:
+    for chw, act in SHAPES["bns"]:
         c = chw[0]
         x = _rand(rng, (n,) + chw)
         gamma, beta = 1 + _rand(rng, (c,), 0.1), _rand(rng, (c,), 0.1)
@@ -135,7 +141,7 @@ def batch_norm_cases(n, backward):
 
 def leaky_relu_cases(n, backward):
     rng = np.random.default_rng(4)
-    shape = (n, 64, 14, 14)   # D's first layer, which has no batch norm to fuse the activation into
+    shape = (n, *SHAPES["leaky"])   # D's first layer, which has no batch norm to fuse the activation into
     x, dy = _rand(rng, shape), _rand(rng, shape)
     tx, tdy = _t(x), _t(dy)
     if not backward:
@@ -157,6 +163,9 @@ def sigmoid_bce_cases(n):
 
 
 def _dcgan_parameter_shapes(which):
+    if ARGS.model != "dcgan":
+        from fastgan.models import MODELS
+        return [p.shape for p in MODELS[ARGS.model]()[0 if which == "G" else 1].parameters()]
     if which == "G":
         return [(100, 256, 7, 7), (256,), (256,), (256, 128, 4, 4), (128,), (128,), (128, 1, 4, 4)]
     return [(64, 1, 4, 4), (128, 64, 4, 4), (128,), (128,), (1, 128, 7, 7)]
@@ -172,15 +181,18 @@ def adam_cases(n):
         grads = [_rand(rng, s, 0.01) for s in shapes]
         state = [(np.zeros_like(p), np.zeros_like(p)) for p in params]
         tparams = [torch.nn.Parameter(_t(p.copy())) for p in params]
-        for tp, g in zip(tparams, grads):
+        for tp, g in zip(tparams, grads, strict=True):
             tp.grad = _t(g)
         opt = torch.optim.Adam(tparams, lr=2e-4, betas=(0.5, 0.999))
         total = sum(p.size for p in params)
         # one "call" updates every parameter of the network, as an optimiser step does
         yield f"Adam step, {which}'s {total} parameters", \
-            [(p, g, m, v, 5, 2e-4, 0.5, 0.999, 1e-8, 0.0) for p, g, (m, v) in zip(params, grads, state)], \
+            [(p, g, m, v, 5, 2e-4, 0.5, 0.999, 1e-8, 0.0) for p, g, (m, v) in zip(params, grads, state, strict=True)], \
             opt.step, ("byte", 7 * total * DTYPE.itemsize)
 
+
+SHAPES = {"dcgan": dict(convs=DCGAN_CONVS, bns=DCGAN_BNS, leaky=(64, 14, 14)),
+          "dcgan64": dict(convs=DCGAN64_CONVS, bns=DCGAN64_BNS, leaky=(64, 32, 32))}[ARGS.model]
 
 KERNELS = {
     "conv_transpose2d_forward": lambda n: conv_cases(n, True, False),
@@ -238,11 +250,9 @@ def validate(op, impl_fns, args):
             continue
         mine = _copy_args(args)
         got = _flatten(_call(fn, mine), mine)
-        for i, (a, b) in enumerate(zip(got, expected)):
-            scale = max(1.0, float(np.abs(b).max())) if b.size else 1.0
-            if not np.allclose(a, b, rtol=tol["rtol"], atol=tol["atol"] * scale):
-                sys.exit(f"{op}: implementation {name!r} disagrees with the reference (output {i}, max |diff| "
-                         f"{np.abs(a - b).max():.3g})")
+        difference = mismatch(got, expected, **tol)
+        if difference:
+            sys.exit(f"{op}: implementation {name!r} disagrees with the reference ({difference})")
 
 
 def time_blocks(fns, repeats, blocks=3, warmup=2):
@@ -271,8 +281,8 @@ def main():
     for k in kernels:
         if k not in KERNELS:
             sys.exit(f"unknown kernel {k!r}: expected one of {', '.join(KERNELS)}")
-    print(f"# {ARGS.dtype}, {ARGS.threads} threads, median of {ARGS.repeats} calls; implementations: "
-          f"{', '.join(impls)}; torch {torch.__version__}")
+    print(f"# {ARGS.model} shapes, {ARGS.dtype}, {ARGS.threads} threads, median of {ARGS.repeats} calls; "
+          f"implementations: {', '.join(impls)}; torch {torch.__version__}")
     cols = "".join(f"{name:>12s} {'':>9s}" for name in impls)
     for op in kernels:
         print(f"\n{op}")

@@ -4,25 +4,24 @@
     from fastgan import nn, functional as F, optim
 """
 import os
-import sys
-import warnings
 
-# NumPy's OpenBLAS lets its worker threads busy-wait for ~0.1 s after every threaded GEMM, taking the cores from the
-# OpenMP kernels that follow; a short timeout lets them sleep at once. Read when OpenBLAS loads, so set it first.
-if "numpy" in sys.modules and "OPENBLAS_THREAD_TIMEOUT" not in os.environ:
-    warnings.warn("NumPy was imported before fastgan, so its OpenBLAS threads busy-wait after every matrix product "
-                  "and slow down fastgan's CPU kernels that run between them. Import fastgan first, or set "
-                  "OPENBLAS_THREAD_TIMEOUT=4 in the environment.", RuntimeWarning, stacklevel=2)
-os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+import numpy as np  # noqa: E402
 
-from . import backend, dispatch  # noqa: E402
+from . import backend, dispatch
 
 if not os.environ.get("FASTGAN_SYSTEM_MALLOC"):
     backend.keep_freed_cpu_memory()  # a training step's arrays are recycled, not page-faulted in afresh
-from .tensor import Tensor, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
+from .tensor import Tensor, full, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
 from .random import get_rng_state, manual_seed, rand, randn, set_rng_state, uniform
-from . import functional, nn, optim  # noqa: E402  (they build on the names above)
+from . import autograd, functional, nn, optim, testing  # noqa: E402  (they build on the names above)
+
+# dtype names as torch spells them (`dtype=torch.float` in a learner's script); fastgan's dtypes are NumPy's
+float32 = float = np.float32  # noqa: A001
+float64 = double = np.float64
+int64 = long = np.int64
 
 __version__ = "0.1.0"
-__all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "rand", "uniform", "manual_seed", "get_rng_state",
-           "set_rng_state", "no_grad", "is_grad_enabled", "functional", "nn", "optim", "dispatch", "backend"]
+# (float, double and long stay out of __all__: `from fastgan import *` would shadow the builtin float)
+__all__ = ["Tensor", "tensor", "zeros", "ones", "full", "randn", "rand", "uniform", "manual_seed", "get_rng_state",
+           "set_rng_state", "no_grad", "is_grad_enabled", "autograd", "testing", "functional", "nn", "optim",
+           "dispatch", "backend", "float32", "float64", "int64"]

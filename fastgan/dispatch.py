@@ -22,6 +22,7 @@ DEVICE_OF = {"reference": "cpu", "cpu": "cpu", "triton": "cuda", "cuda": "cuda"}
 _MODULES = {"reference": "fastgan.kernels.reference", "cpu": "fastgan.kernels.cpu",
             "triton": "fastgan.kernels.triton", "cuda": "fastgan.kernels.cuda"}
 _loaded = {}
+_why_not = {}  # implementation name -> why it did not load (its ImportError's message)
 _pinned = []  # stack of implementation names set by use()
 
 
@@ -34,10 +35,16 @@ def implementation(name):
             _loaded[name] = importlib.import_module(_MODULES[name])
         except ImportError as err:
             _loaded[name] = None
+            _why_not[name] = str(err)
             if name == "cpu":  # the GPU implementations are absent on most machines; this one should be there
                 warnings.warn(f"{err}; fastgan runs on its NumPy reference kernels (slower). Reinstall with a C++ "
                               "compiler present (pip install -e .) to build them.", RuntimeWarning, stacklevel=2)
     return _loaded[name]
+
+
+def why_unavailable(name):
+    """Why implementation `name` does not load here (None when it does)."""
+    return None if implementation(name) is not None else _why_not.get(name, "it did not load")
 
 
 def available(device=None):

@@ -5,9 +5,11 @@ the output to one gradient per input. Above each backward stands the derivation 
 (convolutions, batch norm, the loss) call a kernel chosen by `dispatch`; the NumPy specification of those kernels
 is kernels/reference.py.
 """
+import numbers
+
 import numpy as np
 
-from . import backend, dispatch
+from . import backend, dispatch, promotion
 from .random import generator
 from .tensor import Tensor, _result
 
@@ -20,6 +22,34 @@ def _lift(value, like):
         return value
     xp = backend.xp(like.data)
     return Tensor(xp.asarray(value, dtype=like.dtype))
+
+
+def _dim(dim, shape, op):
+    """A dim of a tensor of `shape`, counted from the end when negative, checked as torch does (a 0-d tensor has
+    dims 0 and -1)."""
+    size = max(len(shape), 1)
+    if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or not -size <= dim < size:
+        raise IndexError(f"{op}: dim {dim!r} is out of range for a tensor of shape {tuple(shape)} (expected an int "
+                         f"in [{-size}, {size - 1}])")
+    return int(dim) % size
+
+
+def _dims(dims, shape, op):
+    """Several dims, each as _dim; naming one twice is an error."""
+    out = tuple(_dim(d, shape, op) for d in dims)
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: dims {tuple(dims)} name a dim twice")
+    return out
+
+
+def _unpack(args):
+    """f(x, 2, 3) and f(x, (2, 3)) alike: reshape's and permute's sizes or dims."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+def _floating(x):
+    """x's array, in the default float dtype when it holds integers (torch's exp, log, tanh of an int tensor)."""
+    return x.data if x.dtype.kind == "f" else x.data.astype(promotion.DEFAULT_FLOAT)
 
 
 def _check_same_dtype(op, *tensors):
@@ -46,38 +76,55 @@ def _pair(v, name="argument"):
 
 # --- elementwise arithmetic (broadcasting; the engine un-broadcasts the gradients) ------------------------------
 
-def _operands(op, a, b):
-    """Lift numbers to Tensors like the other operand and check that the shapes broadcast."""
-    a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
+def _binary(op, a, b, floating=False):
+    """(a, b, A, B): both operands as Tensors (numbers and arrays become constants on the tensor operand's device),
+    and their arrays A, B in the dtype the op computes in, torch's promotion of the two (promotion.py; `floating`:
+    integers promote further to the default float dtype, as in a true division). The gradients come back in each
+    input's own dtype (tensor._fit)."""
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        raise TypeError(f"{op}: expected at least one Tensor, got {type(a).__name__} and {type(b).__name__}")
+    for v in (a, b):
+        if not isinstance(v, (Tensor, numbers.Number, np.generic)) and not hasattr(v, "dtype"):
+            raise TypeError(f"{op}: expected tensors, arrays or real numbers, got {type(v).__name__}")
+    like = a if isinstance(a, Tensor) else b
+    dtype = promotion.result_type(*(v.data if isinstance(v, Tensor) else v for v in (a, b)))
+    if floating and promotion.category(dtype) < promotion.category(promotion.DEFAULT_FLOAT):
+        dtype = promotion.DEFAULT_FLOAT
+    xp = backend.xp(like.data)
+    a, b = (v if isinstance(v, Tensor) else Tensor(xp.asarray(v)) for v in (a, b))
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
         raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
-    return a, b
+    return a, b, a.data.astype(dtype, copy=False), b.data.astype(dtype, copy=False)
 
 
 def add(a, b):
-    a, b = _operands("add", a, b)
+    a, b, A, B = _binary("add", a, b)
     # d(a+b) = da + db
-    return _result(a.data + b.data, (a, b), lambda g: (g, g), "add")
+    return _result(A + B, (a, b), lambda g: (g, g), "add")
 
 
 def sub(a, b):
-    a, b = _operands("sub", a, b)
+    a, b, A, B = _binary("sub", a, b)
+    if bool in (a.dtype, b.dtype):
+        raise TypeError(f"sub: subtraction with a bool operand is not supported (as in torch), got dtypes {a.dtype} "
+                        f"and {b.dtype}")
     # d(a-b) = da - db
-    return _result(a.data - b.data, (a, b), lambda g: (g, -g), "sub")
+    return _result(A - B, (a, b), lambda g: (g, -g), "sub")
 
 
 def mul(a, b):
-    a, b = _operands("mul", a, b)
+    a, b, A, B = _binary("mul", a, b)
     # d(ab) = b da + a db
-    return _result(a.data * b.data, (a, b), lambda g: (g * b.data, g * a.data), "mul")
+    return _result(A * B, (a, b), lambda g: (g * B, g * A), "mul")
 
 
 def div(a, b):
-    a, b = _operands("div", a, b)
+    """a / b, true division: integers divide in the default float dtype, as torch."""
+    a, b, A, B = _binary("div", a, b, floating=True)
     # d(a/b) = da/b - a db/b²
-    return _result(a.data / b.data, (a, b), lambda g: (g / b.data, -g * a.data / (b.data * b.data)), "div")
+    return _result(A / B, (a, b), lambda g: (g / B, -g * A / (B * B)), "div")
 
 
 def neg(x):
@@ -85,35 +132,70 @@ def neg(x):
 
 
 def pow(x, exponent):
-    if not isinstance(exponent, (int, float)):
-        raise TypeError(f"pow: exponent must be a Python number, got {type(exponent).__name__}")
-    # d(x^p) = p x^(p-1) dx
-    return _result(x.data ** exponent, (x,), lambda g: (g * exponent * x.data ** (exponent - 1),), "pow")
+    """x ** exponent elementwise; either may be a Tensor or a number (2 ** x is pow(2, x))."""
+    number = isinstance(exponent, (numbers.Number, np.generic))
+    x, exponent, X, E = _binary("pow", x, exponent)
+    xp = backend.xp(X)
+    if X.dtype == bool:
+        raise TypeError("pow: not implemented for two bool operands, as in torch")
+    if X.dtype.kind in "iu":
+        if number and E < 0:
+            raise ValueError(f"pow: integers to negative integer powers are not allowed (dtype {X.dtype})")
+        # torch's integer power: x^-k = 1/x^k rounded towards 0, which is 0 unless x = ±1
+        out = xp.where((E < 0) & (abs(X) != 1), 0, X ** abs(E)).astype(X.dtype, copy=False)
+    else:
+        out = X ** E
+
+    # d(x^e) = e·x^(e-1) dx + x^e·log(x) de. Where a product is 0·∞ the gradient is 0, as in torch: d/dx where e = 0
+    # (x^0 = 1 for every x, even 0), d/de where x = 0 and e >= 0.
+    def backward(g):
+        want_x, want_e = _wanted(x, exponent)
+        with np.errstate(divide="ignore", invalid="ignore"):  # the 0·∞ products that where() then discards
+            return (xp.where(E == 0, 0, g * E * X ** (E - 1)) if want_x else None,
+                    xp.where((X == 0) & (E >= 0), 0, g * out * xp.log(X)) if want_e else None)
+    return _result(out, (x, exponent), backward, "pow")
 
 
 def exp(x):
-    out = backend.xp(x.data).exp(x.data)
+    out = backend.xp(x.data).exp(_floating(x))
     # d(e^x) = e^x dx
     return _result(out, (x,), lambda g: (g * out,), "exp")
 
 
 def log(x):
+    X = _floating(x)
     # d(log x) = dx / x
-    return _result(backend.xp(x.data).log(x.data), (x,), lambda g: (g / x.data,), "log")
+    return _result(backend.xp(X).log(X), (x,), lambda g: (g / X,), "log")
 
 
 # --- linear algebra --------------------------------------------------------------------------------------------
 
 def matmul(a, b):
-    """2-D (or batched) matrix product a @ b."""
+    """a @ b as torch.matmul: matrices, or batches of them (leading dims broadcast); a 1-D `a` is a row vector and a
+    1-D `b` a column vector, whose dim the result drops (two 1-D operands give their dot product)."""
     a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
-    _check_same_dtype("matmul", a, b)
-    if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied")
+    if a.dtype != b.dtype or a.dtype.kind not in "iuf":
+        raise TypeError(f"matmul: inputs must share one integer or floating-point dtype, got {a.dtype} and {b.dtype}")
     xp = backend.xp(a.data)
-    # C = AB: dA = dC Bᵀ, dB = Aᵀ dC
-    return _result(a.data @ b.data, (a, b),
-                   lambda g: (g @ xp.swapaxes(b.data, -1, -2), xp.swapaxes(a.data, -1, -2) @ g), "matmul")
+    A = a.data.reshape(1, -1) if a.ndim == 1 else a.data
+    B = b.data.reshape(-1, 1) if b.ndim == 1 else b.data
+    try:
+        if a.ndim == 0 or b.ndim == 0 or A.shape[-1] != B.shape[-2]:
+            raise ValueError
+        batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+    except ValueError:
+        raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied") from None
+    product = A @ B
+    shape = batch + A.shape[-2:-1] * (a.ndim > 1) + B.shape[-1:] * (b.ndim > 1)
+
+    # C = AB: dA = dC Bᵀ, dB = Aᵀ dC (on the matrix forms; the batch dims are summed back by the engine)
+    def backward(g):
+        g = g.reshape(product.shape)
+        want_a, want_b = _wanted(a, b)
+        da = g @ xp.swapaxes(B, -1, -2) if want_a else None
+        db = xp.swapaxes(A, -1, -2) @ g if want_b else None
+        return (da[..., 0, :] if want_a and a.ndim == 1 else da, db[..., 0] if want_b and b.ndim == 1 else db)
+    return _result(product.reshape(shape), (a, b), backward, "matmul")
 
 
 def linear(x, weight, bias=None):
@@ -138,7 +220,7 @@ def linear(x, weight, bias=None):
 # --- shapes ----------------------------------------------------------------------------------------------------
 
 def reshape(x, *shape):
-    shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+    shape = _unpack(shape)
     try:
         out = x.data.reshape(shape)
     except ValueError as err:
@@ -147,33 +229,106 @@ def reshape(x, *shape):
     return _result(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
 
 
-def flatten(x, start_dim=1, end_dim=-1):
-    end_dim = end_dim % x.ndim
-    shape = x.shape[:start_dim] + (-1,) + x.shape[end_dim + 1:]
-    return reshape(x, shape)
+def flatten(x, start_dim=0, end_dim=-1):
+    """Dims start_dim..end_dim merged into one, as torch.flatten: by default every dim (a 0-d tensor becomes shape
+    (1,)). nn.Flatten keeps the batch dim (start_dim=1)."""
+    start, end = _dim(start_dim, x.shape, "flatten"), _dim(end_dim, x.shape, "flatten")
+    if start > end:
+        raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} (shape {x.shape})")
+    if x.ndim == 0:
+        return reshape(x, (1,))
+    return reshape(x, x.shape[:start] + (int(np.prod(x.shape[start:end + 1])),) + x.shape[end + 1:])
 
 
-def permute(x, dims):
-    inverse = tuple(np.argsort(dims))
+def permute(x, *dims):
+    """The dims reordered: permute(x, (2, 0, 1)) or permute(x, 2, 0, 1); negative dims count from the end."""
+    dims = _unpack(dims)
+    if len(dims) != x.ndim:
+        raise ValueError(f"permute: dims {dims} do not match the {x.ndim} dims of shape {x.shape}")
+    dims = _dims(dims, x.shape, "permute")
+    inverse = tuple(int(i) for i in np.argsort(dims))
     # a permutation moves values: the gradient is moved back by the inverse permutation
     return _result(x.data.transpose(dims), (x,), lambda g: (g.transpose(inverse),), "permute")
 
 
 def transpose(x, dim0, dim1):
     dims = list(range(x.ndim))
-    dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+    dim0, dim1 = _dim(dim0, x.shape, "transpose"), _dim(dim1, x.shape, "transpose")
+    if x.ndim:
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
     return permute(x, tuple(dims))
 
 
+def _torch_index(index, ndim):
+    """torch's indexing rule as two NumPy indices (basic, advanced); advanced is None when there is no index array.
+
+    torch applies every int (a 0-d integer array counts as one), slice, None and ... first: ints select and drop
+    their dim. Only then do the index arrays (integer, boolean, lists, integer Tensors) index the dims that remain,
+    by NumPy's rule for arrays: the result's dims from the arrays go where the arrays are if they are adjacent, else
+    first. NumPy instead counts ints among the arrays, so x[1, :, d] gives shape (len(d), ...) in NumPy and
+    (..., len(d), ...) in torch. `basic` is x's index for the first step, `advanced` that of its result.
+    """
+    items = []
+    for item in index if isinstance(index, tuple) else (index,):
+        item = item.data if isinstance(item, Tensor) else item
+        if isinstance(item, list):
+            item = np.asarray(item)
+        if hasattr(item, "ndim") and item.ndim == 0 and item.dtype.kind in "biu":
+            item = bool(item) if item.dtype == bool else int(item)
+        items.append(item)
+    if len([item for item in items if item is Ellipsis]) > 1:
+        raise IndexError(f"an index can hold only one ellipsis (...): {index!r}")
+    # the dims of x the index names (a boolean array names as many as it has; None, bools and ... name none)
+    consumed = int(np.sum([(i.ndim if i.dtype == bool else 1) if hasattr(i, "ndim") else
+                           isinstance(i, (int, np.integer, slice)) and not isinstance(i, (bool, np.bool_))
+                           for i in items]))
+    if consumed > ndim:
+        raise IndexError(f"too many indices for a tensor of dimension {ndim}: {index!r}")
+    basic, advanced = [], []
+    for item in items:
+        if item is Ellipsis:
+            basic += [slice(None)] * (ndim - consumed)
+            advanced += [slice(None)] * (ndim - consumed)
+        elif isinstance(item, (bool, np.bool_)):        # torch: a new dim of size 1, kept (True) or emptied (False)
+            basic.append(None)
+            advanced.append(np.arange(int(item)))
+        elif isinstance(item, (int, np.integer)):
+            basic.append(int(item))
+        elif isinstance(item, slice) or item is None:
+            if isinstance(item, slice) and item.step is not None and item.step <= 0:
+                raise ValueError(f"index {item}: the step must be greater than zero (torch has no reversing slice)")
+            basic.append(item)
+            advanced.append(slice(None))
+        elif hasattr(item, "ndim"):
+            if item.dtype.kind not in "biu":
+                raise IndexError(f"index arrays must hold integers or booleans, got dtype {item.dtype}")
+            basic += [slice(None)] * (item.ndim if item.dtype == bool else 1)
+            advanced.append(item)
+        else:
+            raise TypeError(f"unsupported index {item!r} of type {type(item).__name__}")
+    has_arrays = any(hasattr(i, "ndim") for i in advanced)
+    return tuple(basic) + (Ellipsis,), (tuple(advanced) if has_arrays else None)
+
+
 def getitem(x, index):
+    """x[index] with torch's rules (see _torch_index); the result of basic indexing is a view, as in NumPy."""
     xp = backend.xp(x.data)
+    basic, advanced = _torch_index(index, x.ndim)
+    out = x.data[basic]  # the trailing ... keeps a 0-d result an array (a view), not a NumPy scalar
+    if advanced is not None:
+        advanced = tuple(xp.asarray(i) if hasattr(i, "ndim") else i for i in advanced)
+        out = out[advanced]
 
     def backward(g):
-        # indexing picks values: the gradient goes back to the picked places, zero elsewhere
+        # indexing picks values: the gradient goes back to the picked places, zero elsewhere; an index array may
+        # pick a place twice, so its gradients are added (add.at), where basic indexing picks each place once
         dx = xp.zeros_like(x.data)
-        xp.add.at(dx, index, g)
+        if advanced is None:
+            dx[basic] = g
+        else:
+            xp.add.at(dx[basic], advanced, g)
         return (dx,)
-    return _result(x.data[index], (x,), backward, "getitem")
+    return _result(out, (x,), backward, "getitem")
 
 
 def cat(tensors, dim=0):
@@ -182,8 +337,11 @@ def cat(tensors, dim=0):
         raise ValueError("cat: expected a non-empty list of tensors")
     _check_same_dtype("cat", *tensors)
     ref = tensors[0].shape
+    if not ref:
+        raise ValueError("cat: 0-d tensors have no dim to join along (reshape them to shape (1,) first)")
+    dim = _dim(dim, ref, "cat")
     for t in tensors:
-        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != dim % len(ref)):
+        if t.ndim != len(ref) or any(a != b for i, (a, b) in enumerate(zip(t.shape, ref)) if i != dim):
             raise ValueError(f"cat: shapes {[t.shape for t in tensors]} differ outside dim {dim}")
     xp = backend.xp(tensors[0].data)
     cuts = np.cumsum([t.shape[dim] for t in tensors])[:-1]
@@ -194,22 +352,43 @@ def cat(tensors, dim=0):
 
 # --- reductions ------------------------------------------------------------------------------------------------
 
-def sum(x, dim=None, keepdim=False):
-    out = x.data.sum(axis=dim, keepdims=keepdim)
+def _reduced(x, dim, keepdim, axis, keepdims, op):
+    """(axes, keepdim) of a reduction: `dim` an int, a sequence, or None (or empty) for every dim, negative dims
+    counted from the end; `axis` and `keepdims` are accepted as aliases, as torch does. A 0-d tensor has dims 0 and
+    -1, and reducing over them reduces nothing."""
+    if axis is not None:
+        if dim is not None:
+            raise TypeError(f"{op}: got both dim and its alias axis")
+        dim = axis
+    keepdim = keepdim if keepdims is None else keepdims
+    if dim is None or (isinstance(dim, (tuple, list)) and not dim):
+        return tuple(range(x.ndim)), bool(keepdim)
+    axes = _dims(dim if isinstance(dim, (tuple, list)) else (dim,), x.shape, op)
+    return (axes if x.ndim else ()), bool(keepdim)
+
+
+def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """Σ over `dim` (see _reduced). Integers and bools sum to int64, as in torch."""
+    axes, keepdim = _reduced(x, dim, keepdim, axis, keepdims, "sum")
     xp = backend.xp(x.data)
-
-    def backward(g):
-        # every summed element gets the gradient of the sum: broadcast it back
-        if dim is not None and not keepdim:
-            g = xp.expand_dims(g, dim)
-        return (xp.broadcast_to(g, x.shape),)
-    return _result(xp.asarray(out), (x,), backward, "sum")
+    out = x.data.sum(axis=axes, keepdims=keepdim, dtype=None if x.dtype.kind == "f" else np.int64)
+    kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    # every summed element gets the gradient of the sum: broadcast it back
+    return _result(xp.asarray(out), (x,), lambda g: (xp.broadcast_to(g.reshape(kept), x.shape),), "sum")
 
 
-def mean(x, dim=None, keepdim=False):
-    dims = range(x.ndim) if dim is None else (dim if isinstance(dim, (tuple, list)) else (dim,))
-    count = int(np.prod([x.shape[d] for d in dims]))
-    return div(sum(x, dim, keepdim), float(count))
+def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
+    """Σ / count over `dim` (see _reduced), of a floating-point tensor; the mean of no values is NaN, as in torch."""
+    if x.dtype.kind != "f":
+        raise TypeError(f"mean: expected a floating-point tensor, got dtype {x.dtype}")
+    axes, keepdim = _reduced(x, dim, keepdim, axis, keepdims, "mean")
+    xp = backend.xp(x.data)
+    count = int(np.prod([x.shape[a] for a in axes]))
+    total = x.data.sum(axis=axes, keepdims=keepdim)
+    out = xp.asarray(total / count if count else total * np.nan)
+    kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+    # each of the `count` averaged elements gets 1/count of the gradient (with no elements there is nothing to get)
+    return _result(out, (x,), lambda g: (xp.broadcast_to(g.reshape(kept) / max(count, 1), x.shape),), "mean")
 
 
 # --- activations -----------------------------------------------------------------------------------------------
@@ -229,7 +408,7 @@ def leaky_relu(x, negative_slope=0.01, impl=None):
 
 
 def tanh(x):
-    out = backend.xp(x.data).tanh(x.data)
+    out = backend.xp(x.data).tanh(_floating(x))
     # d tanh(x)/dx = 1 - tanh²(x)
     return _result(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
 
@@ -240,19 +419,27 @@ def _stable_sigmoid(xp, s):
 
 
 def sigmoid(x):
-    out = _stable_sigmoid(backend.xp(x.data), x.data).astype(x.dtype, copy=False)
+    X = _floating(x)
+    out = _stable_sigmoid(backend.xp(X), X).astype(X.dtype, copy=False)
     # d σ(x)/dx = σ(x)(1 - σ(x))
     return _result(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
 
 
 def dropout(x, p=0.5, training=True):
-    """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout), in training only."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    """Zero each element with probability p and scale the rest by 1/(1-p) (inverted dropout), in training only;
+    p = 1 zeroes everything, as in torch."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout: p must be in [0, 1], got {p}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"dropout: expected a floating-point tensor, got dtype {x.dtype}")
     if not training or p == 0:
         return x
-    keep = generator().random(x.shape, dtype=np.float32) >= p  # float32 draws: half the work of float64 ones
-    mask = backend.xp(x.data).asarray(np.multiply(keep, 1 / (1 - p), dtype=x.dtype))
+    xp = backend.xp(x.data)
+    if p == 1:
+        mask = xp.zeros(x.shape, x.dtype)
+    else:
+        keep = generator().random(x.shape, dtype=np.float32) >= p  # float32 draws: half the work of float64 ones
+        mask = xp.asarray(np.multiply(keep, 1 / (1 - p), dtype=x.dtype))
     # y = x·mask: dy/dx = mask
     return _result(x.data * mask, (x,), lambda g: (g * mask,), "dropout")
 
@@ -457,3 +644,57 @@ def to_device(x, device):
 
 __all__ = [name for name in dir() if not name.startswith("_") and name not in ("np", "backend",
                                                                                 "dispatch", "generator", "Tensor")]
+
+
+# --- torch-compatible ops for code written against torch (squeeze, unsqueeze, BCE on probabilities) --------------
+
+def squeeze(x, dim=None):
+    """Drop the axes of length 1 among `dim` (all of them by default); an axis longer than 1 is kept, as torch."""
+    dims = range(x.ndim) if dim is None else _dims(dim if isinstance(dim, (tuple, list)) else (dim,), x.shape,
+                                                   "squeeze")
+    drop = [d for d in dims if x.ndim and x.shape[d] == 1]
+    return reshape(x, tuple(n for i, n in enumerate(x.shape) if i not in drop))
+
+
+def unsqueeze(x, dim):
+    """Insert an axis of length 1 at `dim` (negative: counted from the end of the result, as torch)."""
+    if not -(x.ndim + 1) <= dim <= x.ndim:
+        raise IndexError(f"unsqueeze: dim {dim} is out of range for a tensor of shape {x.shape}")
+    dim %= x.ndim + 1
+    return reshape(x, x.shape[:dim] + (1,) + x.shape[dim:])
+
+
+def binary_cross_entropy(probabilities, target, reduction="mean"):
+    """BCE of probabilities p against targets y, as torch.nn.functional.binary_cross_entropy (the unfused form):
+
+        ℓ = −(y·max(log p, −100) + (1−y)·max(log(1−p), −100))
+    The clamp at −100 keeps ℓ finite when p rounds to 0 or 1 — in float32, σ(s) rounds to 1 for s ≳ 17, so the
+    loss saturates at 100 and its gradient is wrong there. binary_cross_entropy_with_logits, fused with the sigmoid,
+    has neither problem: prefer it (docs/extending.md). Gradients flow to the probabilities only.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"binary_cross_entropy: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if probabilities.dtype.kind != "f":
+        raise TypeError(f"binary_cross_entropy: input must be floating point, got {probabilities.dtype}")
+    xp, p = backend.xp(probabilities.data), probabilities.data
+    y = xp.asarray(target.data if isinstance(target, Tensor) else target, dtype=p.dtype)
+    if y.shape != p.shape:
+        raise ValueError(f"binary_cross_entropy: target {tuple(y.shape)} does not match input {p.shape}")
+    if p.size and (float(p.min()) < 0 or float(p.max()) > 1):
+        raise ValueError(f"binary_cross_entropy: input must hold probabilities in [0, 1], got values in "
+                         f"[{float(p.min())}, {float(p.max())}]; for logits use binary_cross_entropy_with_logits")
+    y = y.copy()  # the backward reads the targets: a later in-place write (label.fill_) must not change them
+    with np.errstate(divide="ignore"):
+        loss = -(y * xp.maximum(xp.log(p), -100) + (1 - y) * xp.maximum(xp.log1p(-p), -100))
+    scale = 1.0
+    if reduction == "mean":
+        loss, scale = (loss.mean() if p.size else xp.nan), 1.0 / max(p.size, 1)
+    elif reduction == "sum":
+        loss = loss.sum()
+    # dℓ/dp = −y/p + (1−y)/(1−p) = (p − y) / (p(1−p)); the denominator kept ≥ 1e-12 (as a float32, as torch's)
+    def backward(g):
+        return (g * scale * (p - y) / xp.maximum(p * (1 - p), float(np.float32(1e-12))),)
+    return _result(xp.asarray(loss, dtype=p.dtype), (probabilities,), backward, "binary_cross_entropy")
+
+
+__all__ += ["squeeze", "unsqueeze", "binary_cross_entropy"]

@@ -1,4 +1,6 @@
 """One global random generator, seeded by `fastgan.manual_seed`, so that a run is reproducible and resumable."""
+import contextlib
+
 import numpy as np
 
 from . import backend
@@ -24,6 +26,21 @@ def get_rng_state():
 
 def set_rng_state(state):
     _generator.bit_generator.state = state
+
+
+@contextlib.contextmanager
+def isolated_rng(seed=0):
+    """Within this block fastgan's global generator is seeded with `seed`; the caller's state is restored after.
+
+    Evaluating in the middle of training (drawing noise, even building a Module, whose initialisation draws
+    numbers) must not move the training run's random stream, or resume would no longer be exact.
+    """
+    saved = get_rng_state()
+    manual_seed(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
 
 
 def _draw(sample, shape, dtype, device, requires_grad):

@@ -6,7 +6,7 @@ the input Tensors it read, and a closure `backward(grad_out) -> grads for each i
   1. sorts the graph topologically (iteratively, so a deep graph cannot hit Python's recursion limit),
   2. walks it from the output back to the leaves, calling each closure once with the *sum* of the gradients that
      reached that node (a node used twice gets both contributions: accumulation makes reuse correct),
-  3. sums a broadcast operand's gradient back down to the operand's shape ("un-broadcasting"),
+  3. sums a broadcast operand's gradient back down to the operand's shape ("un-broadcasting"), in its dtype,
   4. stores the gradient of every leaf that requires it in `.grad`, and frees the graph unless asked to keep it.
 """
 import contextlib
@@ -40,7 +40,7 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, _parents=(), _backward=None, _op=""):
         self.data = data
-        self.requires_grad = requires_grad
+        self.requires_grad = requires_grad  # (the property below refuses it for integer data)
         self.grad = None
         self._parents = _parents    # the Tensors this one was computed from (None where an input was absent)
         self._backward = _backward  # grad_out -> one gradient (or None) per parent; None for a leaf
@@ -57,6 +57,8 @@ class Tensor:
         return int(self.data.size)
 
     def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
     def numpy(self):
@@ -78,6 +80,16 @@ class Tensor:
             return self
         from . import functional
         return functional.to_device(self, device)
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, flag):
+        if flag and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad, got dtype {self.data.dtype}")
+        self._requires_grad = bool(flag)
 
     def requires_grad_(self, flag=True):
         self.requires_grad = flag
@@ -113,7 +125,7 @@ class Tensor:
             for parent, pg in zip(node._parents, node._backward(g)):
                 if parent is None or pg is None or not parent.requires_grad:
                     continue
-                pg = _unbroadcast(pg, parent.shape)
+                pg = _fit(pg, parent)
                 grads[id(parent)] = grads[id(parent)] + pg if id(parent) in grads else pg
             if not retain_graph:
                 node._parents, node._backward = (), _graph_freed
@@ -140,14 +152,23 @@ def _topological_order(root):
     return order
 
 
+def _fit(grad, parent):
+    """A gradient as its input is: un-broadcast to the input's shape, in the input's dtype (an op that promoted a
+    float32 input to float64 hands back a float64 gradient)."""
+    grad = _unbroadcast(grad, parent.shape)
+    return grad if grad.dtype == parent.dtype else grad.astype(parent.dtype)
+
+
 def _unbroadcast(grad, shape):
-    """Sum a gradient over the axes along which its operand was broadcast, so it has the operand's shape."""
+    """Sum a gradient over the axes along which its operand was broadcast, so it has the operand's shape: the
+    leading axes the operand lacks, then every axis where the operand has size 1 and the gradient does not."""
     if tuple(grad.shape) == tuple(shape):
         return grad
     extra = grad.ndim - len(shape)
     grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    return grad.sum(axis=stretched, keepdims=True) if stretched else grad
+    grad = grad.sum(axis=stretched, keepdims=True) if stretched else grad
+    return backend.xp(grad).asarray(grad)  # a sum over every axis gives a NumPy scalar: keep it an array
 
 
 def _result(data, parents, backward, op):
@@ -167,8 +188,6 @@ def tensor(data, requires_grad=False, dtype=None, device="cpu"):
         probe = np.asarray(data)
         dtype = np.int64 if probe.dtype.kind in "iub" else np.float32
     array = xp.array(backend.to_numpy(data) if xp is np else data, dtype=dtype, copy=True)
-    if requires_grad and array.dtype.kind != "f":
-        raise TypeError(f"only floating-point tensors can require grad, got dtype {array.dtype}")
     return Tensor(array, requires_grad=requires_grad)
 
 
@@ -201,14 +220,68 @@ def _reflected(fn):
 for _name, _fn in {
     "__add__": functional.add, "__sub__": functional.sub, "__mul__": functional.mul,
     "__truediv__": functional.div, "__matmul__": functional.matmul, "__pow__": functional.pow,
-    "__neg__": functional.neg, "__getitem__": functional.getitem,
-    "sum": functional.sum, "mean": functional.mean, "reshape": functional.reshape, "view": functional.reshape,
-    "transpose": functional.transpose, "flatten": functional.flatten, "exp": functional.exp,
-    "log": functional.log, "relu": functional.relu, "tanh": functional.tanh, "sigmoid": functional.sigmoid,
+    "__neg__": functional.neg, "__getitem__": functional.getitem, "neg": functional.neg, "pow": functional.pow,
+    "matmul": functional.matmul, "sum": functional.sum, "mean": functional.mean, "reshape": functional.reshape,
+    "view": functional.reshape, "permute": functional.permute, "transpose": functional.transpose,
+    "flatten": functional.flatten, "exp": functional.exp, "log": functional.log, "relu": functional.relu,
+    "tanh": functional.tanh, "sigmoid": functional.sigmoid,
 }.items():
     setattr(Tensor, _name, _method(_fn))
 for _name, _fn in {"__radd__": functional.add, "__rsub__": functional.sub, "__rmul__": functional.mul,
-                   "__rtruediv__": functional.div, "__rmatmul__": functional.matmul}.items():
+                   "__rtruediv__": functional.div, "__rmatmul__": functional.matmul,
+                   "__rpow__": functional.pow}.items():
     setattr(Tensor, _name, _reflected(_fn))
 Tensor.T = property(lambda self: functional.transpose(self, 0, 1) if self.ndim == 2 else
                     functional.permute(self, tuple(reversed(range(self.ndim)))))
+
+
+# --- torch-compatible creation, shape and in-place methods (what code written for torch calls) -----------------
+
+def full(size, fill_value, dtype=None, device="cpu", requires_grad=False):
+    """A tensor of shape `size` filled with `fill_value`: float32 unless given a dtype (int64 for an int, as torch)."""
+    if dtype is None:
+        dtype = np.int64 if isinstance(fill_value, (int, np.integer)) and not isinstance(fill_value, bool) else None
+    return _filled(lambda xp, s, d: xp.full(s, fill_value, d), (size,) if isinstance(size, int) else size, dtype,
+                   device, requires_grad)
+
+
+def _size(self, dim=None):
+    """The shape (a tuple), or the length of axis `dim`, as torch's Tensor.size()."""
+    if dim is None:
+        return self.shape
+    if not -self.ndim <= dim < self.ndim:
+        raise IndexError(f"size: dim {dim} is out of range for a tensor of shape {self.shape}")
+    return self.shape[dim]
+
+
+def _in_place(name, write):
+    """An in-place method, as torch's `t.fill_(v)`: it overwrites the array the tensor holds, so it is refused on a
+    tensor computed by an op (its backward may read that array). On a leaf it writes through, like torch's
+    `t.data.fill_(v)`: a graph already recorded from the leaf reads the new values, so write before using it."""
+    def method(self, *args, **kwargs):
+        if self._backward is not None:
+            raise RuntimeError(f"{name}() on a tensor computed by {self._op!r}: in-place writes are only allowed on "
+                               "leaves (use .detach() for a separate copy)")
+        values = write(self, *args, **kwargs)
+        self.data[...] = backend.xp(self.data).asarray(values, dtype=self.dtype)
+        return self
+    method.__name__ = name
+    return method
+
+
+def _draw(kind):
+    def write(self, a=0.0, b=1.0):
+        from .random import generator  # (random imports this module)
+        return getattr(generator(), kind)(a, b, self.shape)
+    return write
+
+
+Tensor.size = _size
+Tensor.is_cuda = property(lambda self: self.device == "cuda")
+Tensor.fill_ = _in_place("fill_", lambda self, value: value)
+Tensor.zero_ = _in_place("zero_", lambda self: 0)
+Tensor.normal_ = _in_place("normal_", _draw("normal"))      # normal_(mean=0, std=1)
+Tensor.uniform_ = _in_place("uniform_", _draw("uniform"))   # uniform_(from=0, to=1)
+Tensor.squeeze = _method(functional.squeeze)
+Tensor.unsqueeze = _method(functional.unsqueeze)
+Tensor.cpu = lambda self: self.to("cpu")

@@ -43,7 +43,7 @@ def test_conv_output_mask(kernel_impl, case, mask):
 
 
 @pytest.mark.parametrize("dtype", BOTH)
-@pytest.mark.parametrize("shape", [(1,), (2, 64, 14, 14), (40001,)])
+@pytest.mark.parametrize("shape", [(), (1,), (0, 3), (2, 64, 14, 14), (40001,)])
 def test_leaky_relu(kernel_impl, shape, dtype):
     rng = np.random.default_rng(5)
     x, dy = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
@@ -65,7 +65,7 @@ def test_batch_norm_act(kernel_impl, case, dtype):
 
 def test_batch_norm_needs_two_values_per_channel_when_training(kernel_impl):
     x = np.ones((1, 3), np.float32)
-    with pytest.raises(ValueError, match="more than 1 value"):
+    with pytest.raises(ValueError, match="batch_norm: expected more than 1 value per channel when training"):
         run_impl(kernel_impl, "batch_norm_act_forward", x, None, None, None, None, True, 0.1, 1e-5, None, 0.2)
 
 
@@ -74,7 +74,7 @@ def test_batch_norm_needs_two_values_per_channel_when_training(kernel_impl):
 def test_sigmoid_bce(kernel_impl, n, reduction, dtype):
     logits, target = bce_inputs(n, dtype)
     loss, dlogits = check_against_reference(kernel_impl, "sigmoid_bce_forward", (logits, target, reduction), dtype)
-    assert np.isfinite(loss).all() and np.isfinite(dlogits).all()
+    assert (np.isfinite(loss).all() or n == 0) and np.isfinite(dlogits).all()
 
 
 @pytest.mark.parametrize("dtype", BOTH)

@@ -134,15 +134,25 @@ class Conv:
         return (dy, x, weight, self.stride, self.padding) + extra
 
 
+def dcgan_layers(n, g_channels=(256, 128), label=""):
+    """The DCGAN's six convolutions (models/dcgan.py) at batch n, the generator's channels g_channels."""
+    g1, g2 = g_channels
+    return [
+        Conv(f"G1 convT 100->{g1} k7 1->7{label}", True, n, 100, (1, 1), g1, (7, 7), dcgan=True, bias=False),
+        Conv(f"G2 convT {g1}->{g2} k4 s2 7->14{label}", True, n, g1, (7, 7), g2, (4, 4), (2, 2), (1, 1), dcgan=True,
+             bias=False),
+        Conv(f"G3 convT {g2}->1 k4 s2 14->28{label}", True, n, g2, (14, 14), 1, (4, 4), (2, 2), (1, 1), dcgan=True),
+        Conv(f"D1 conv 1->64 k4 s2 28->14{label}", False, n, 1, (28, 28), 64, (4, 4), (2, 2), (1, 1), dcgan=True),
+        Conv(f"D2 conv 64->128 k4 s2 14->7{label}", False, n, 64, (14, 14), 128, (4, 4), (2, 2), (1, 1), dcgan=True,
+             bias=False),
+        Conv(f"D3 conv 128->1 k7 7->1{label}", False, n, 128, (7, 7), 1, (7, 7), dcgan=True),
+    ]
+
+
 CONV_CASES = [
     # the DCGAN generator and discriminator layers at batch 2; the generator's channels are halved (256 -> 128,
     # 128 -> 64), which keeps several channel tiles but makes the interpreter 4x quicker on the largest layers
-    Conv("G1 convT 100->128 k7 1->7", True, 2, 100, (1, 1), 128, (7, 7), dcgan=True, bias=False),
-    Conv("G2 convT 128->64 k4 s2 7->14", True, 2, 128, (7, 7), 64, (4, 4), (2, 2), (1, 1), dcgan=True, bias=False),
-    Conv("G3 convT 64->1 k4 s2 14->28", True, 2, 64, (14, 14), 1, (4, 4), (2, 2), (1, 1), dcgan=True),
-    Conv("D1 conv 1->64 k4 s2 28->14", False, 2, 1, (28, 28), 64, (4, 4), (2, 2), (1, 1), dcgan=True),
-    Conv("D2 conv 64->128 k4 s2 14->7", False, 2, 64, (14, 14), 128, (4, 4), (2, 2), (1, 1), dcgan=True, bias=False),
-    Conv("D3 conv 128->1 k7 7->1", False, 2, 128, (7, 7), 1, (7, 7), dcgan=True),
+    *dcgan_layers(2, g_channels=(128, 64)),
     # odd shapes: non-square, strides 2-3, padding 2, output_padding, kernels 1-5, batch 1, one channel
     Conv("conv 5x7 s3 p2 k3x2 c1", False, 1, 1, (5, 7), 3, (3, 2), (3, 2), (2, 1)),
     Conv("conv 7x5 k5 s(1,3) p(2,1)", False, 2, 3, (7, 5), 5, (5, 5), (1, 3), (2, 1), bias=False),
@@ -154,6 +164,11 @@ CONV_CASES = [
     Conv("convT k1", True, 3, 2, (5, 7), 4, (1, 1)),
     Conv("convT k2 s3 op2 (phases without taps)", True, 2, 3, (4, 3), 2, (2, 2), (3, 3), (0, 0), (2, 2)),
     Conv("convT 1x1 input k4 s2 p1", True, 1, 5, (1, 1), 3, (4, 4), (2, 2), (1, 1)),
+    # an empty batch: empty y and dx, zero dweight and dbias
+    Conv("conv empty batch", False, 0, 3, (7, 7), 4, (3, 3), (2, 2), (1, 1)),
+    Conv("conv empty batch, whole-image kernel", False, 0, 6, (7, 7), 2, (7, 7)),
+    Conv("convT empty batch", True, 0, 3, (5, 4), 2, (4, 4), (2, 2), (1, 1), (1, 0)),
+    Conv("convT empty batch, 1x1 input", True, 0, 5, (1, 1), 4, (7, 7)),
 ]
 
 
@@ -185,7 +200,22 @@ BN_CASES = [BatchNorm(shape, training, activation)
     BatchNorm((4, 3, 2, 3), True, "leaky_relu", affine=False, running=False),
     BatchNorm((2, 3), False, "relu", affine=False),
     BatchNorm((2, 70, 41, 1), True, "relu"),                                   # > one BLOCK per channel
+    BatchNorm((5, 2, 15, 16), True, "leaky_relu"),   # 1200 values per channel: 1024-wide BLOCKs / CUDA blocks
+    # empty batches: an empty y; in training no statistics (NaN mean and rstd) and the running ones unchanged
+    BatchNorm((0, 4, 5, 5), True, "leaky_relu"), BatchNorm((0, 4, 5, 5), False, "relu"), BatchNorm((0, 3), True, None),
+    BatchNorm((3, 2, 0, 4), True, "relu"),
 ]
+
+
+# --- at the batch sizes a GPU trains with (tests/test_gpu.py: too slow for the interpreter and the emulator) ---------
+
+GPU_BATCHES = (64, 128)
+GPU_CONV_CASES = [case for n in GPU_BATCHES for case in dcgan_layers(n, label=f" batch {n}")]
+# the DCGAN's batch norms (G after G1 and G2, D after D2): thousands of values per channel, so the CUDA kernels
+# reduce with 1024-thread blocks and the Triton kernels loop in 1024-wide BLOCKs
+GPU_BN_CASES = [BatchNorm(shape, training, activation) for n in GPU_BATCHES for shape, activation in
+                (((n, 256, 7, 7), "relu"), ((n, 128, 14, 14), "relu"), ((n, 128, 7, 7), "leaky_relu"))
+                for training in (True, False)]
 
 
 # --- the loss ---------------------------------------------------------------------------------------------------------
@@ -194,14 +224,14 @@ def bce_inputs(n, dtype, seed=0):
     """Logits with the extremes (±100, ±1000, 0) and ordinary values; soft and hard targets."""
     rng = np.random.default_rng(seed)
     logits = 3 * rng.standard_normal(n)
-    logits[:10] = [100, -100, 1000, -1000, 0, 100, -100, 1000, -1000, 30]
+    logits[:10] = [100, -100, 1000, -1000, 0, 100, -100, 1000, -1000, 30][:n]
     target = rng.random(n)
-    target[:10] = [1, 0, 0, 1, 0.5, 0.9, 0.1, 1, 0, 0.9]
+    target[:10] = [1, 0, 0, 1, 0.5, 0.9, 0.1, 1, 0, 0.9][:n]
     target[10:20] = 0.9
     return logits.astype(dtype), target.astype(dtype)
 
 
-BCE_CASES = [(n, reduction) for n in (37, 2500) for reduction in ("mean", "sum", "none")]
+BCE_CASES = [(n, reduction) for n in (0, 37, 2500) for reduction in ("mean", "sum", "none")]  # 0: NaN mean, 0 sum
 
 
 # --- optimisers -------------------------------------------------------------------------------------------------------

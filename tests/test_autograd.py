@@ -4,7 +4,7 @@ import pytest
 
 import fastgan
 import fastgan.functional as F
-from oracle import gradcheck, random_inputs
+from oracle import check, gradcheck, random_inputs
 
 
 def test_reused_node_accumulates():
@@ -30,6 +30,21 @@ def test_unbroadcast_shapes():
     np.testing.assert_allclose(b.grad.numpy(), 12.0)
 
 
+@pytest.mark.parametrize("small, big", [((1, 3, 1, 1), (2, 3, 4, 5)), ((1, 1), (3, 4)), ((4, 1, 1), (2, 4, 3, 5)),
+                                        ((), (2, 3)), ((1,), (3, 1, 2)), ((3, 1), (2, 3, 4)), ((1, 1, 5), (2, 3, 5)),
+                                        ((2, 1, 1), (2, 0, 3))])
+def test_unbroadcast_over_several_axes(small, big):
+    """The gradient of an operand broadcast along several size-1 (and missing) axes is summed over all of them."""
+    check(lambda a, b: a * b, lambda a, b: a * b, random_inputs(small, big))
+    check(lambda a, b: b - a, lambda a, b: b - a, random_inputs(small, big, dtype=np.float32), dtype=np.float32)
+
+
+def test_gradients_come_back_in_each_inputs_dtype():
+    a, b = random_inputs((2, 3), (3,))
+    check(lambda a, b: a * b, lambda a, b: a * b, [a.astype(np.float32), b], dtype=None)   # computed in float64
+    check(lambda a, b: a / b, lambda a, b: a / b, [a.astype(np.float32), np.array(3.0)], dtype=None)  # in float32
+
+
 def test_deep_graph_has_no_recursion_limit():
     x = fastgan.tensor([1.0], requires_grad=True)
     y = x
@@ -45,7 +60,7 @@ def test_graph_is_freed_unless_retained():
     y.backward(retain_graph=True)
     y.backward()
     np.testing.assert_allclose(x.grad.numpy(), [4.0, 8.0])
-    with pytest.raises(RuntimeError, match="second time"):
+    with pytest.raises(RuntimeError, match=r"backward through a graph a second time: .* retain_graph=True"):
         y.backward()
 
 
@@ -55,15 +70,15 @@ def test_no_grad_and_detach():
         y = x * 2
     assert not y.requires_grad and fastgan.is_grad_enabled()
     assert not (x.detach() * 2).requires_grad
-    with pytest.raises(RuntimeError, match="does not require grad"):
+    with pytest.raises(RuntimeError, match=r"backward\(\) on a tensor that does not require grad"):
         y.sum().backward()
 
 
 def test_backward_needs_scalar_or_gradient():
     x = fastgan.tensor([1.0, 2.0], requires_grad=True)
-    with pytest.raises(RuntimeError, match="scalar"):
+    with pytest.raises(RuntimeError, match=r"backward\(\) without a gradient needs a scalar output, got shape \(2,\)"):
         (x * 2).backward()
-    with pytest.raises(ValueError, match=r"\(3,\)"):
+    with pytest.raises(ValueError, match=r"backward\(\): gradient shape \(3,\) != tensor shape \(2,\)"):
         (x * 2).backward(fastgan.tensor([1.0, 1.0, 1.0]))
 
 
@@ -72,7 +87,7 @@ def test_dtypes():
     assert fastgan.tensor(np.zeros(2)).dtype == np.float64
     assert fastgan.tensor([1.0], dtype=np.float64).dtype == np.float64
     assert (fastgan.tensor([1.0]) * 2.5).dtype == np.float32  # Python scalars never upcast
-    with pytest.raises(TypeError, match="floating"):
+    with pytest.raises(TypeError, match="only floating-point tensors can require grad, got dtype int64"):
         fastgan.tensor([1, 2], requires_grad=True)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fastgan
-from fastgan.models import build_gan, grid_labels, random_labels
+from fastgan.models import make_gan, grid_labels, random_labels
 from fastgan.models.conditional import check_labels, one_hot, reference_labels
 
 N = 3
@@ -25,7 +25,7 @@ def sample(G, D, labels=None):
     ({"conditional": "acgan", "vbn": True, "minibatch": (20, 3)}, 11), ({"conditional": "cgan", "vbn": True}, 1)])
 def test_dcgan_variants_shapes(options, logits):
     fastgan.manual_seed(0)
-    G, D = build_gan("dcgan", **options)
+    G, D = make_gan("dcgan", **options)
     assert getattr(G, "takes_labels", False) == ("conditional" in options)
     x, (out, features) = sample(G, D)
     assert x.shape == (N, 1, 28, 28) and out.shape == (N, logits) and features.shape == (N, 128, 7, 7)
@@ -39,7 +39,7 @@ def test_dcgan_variants_shapes(options, logits):
 
 def test_mlp_with_minibatch_discrimination():
     fastgan.manual_seed(0)
-    G, D = build_gan("mlp", minibatch=(30, 4))
+    G, D = make_gan("mlp", minibatch=(30, 4))
     D.eval()  # no dropout: two passes see the same network
     x = G(fastgan.uniform(N, 100, low=-1, high=1))
     out, features = D(x, return_features=True)
@@ -50,7 +50,7 @@ def test_mlp_with_minibatch_discrimination():
 def test_default_models_keep_their_names_and_random_draws():
     """Without options: the same parameter names (old checkpoints load) and the same initial weights."""
     fastgan.manual_seed(0)
-    G, D = build_gan("dcgan")
+    G, D = make_gan("dcgan")
     assert list(D.state_dict()) == ["0.weight", "2.weight", "3.weight", "3.bias", "4.weight", "3.running_mean",
                                     "3.running_var"]
     assert list(G.state_dict())[:2] == ["0.weight", "1.weight"]
@@ -60,13 +60,13 @@ def test_default_models_keep_their_names_and_random_draws():
     D0 = fastgan.nn.init.dcgan_init(dcgan_discriminator())
     for a, b in zip(G.parameters() + D.parameters(), G0.parameters() + D0.parameters()):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    _, D = build_gan("mlp")
+    _, D = make_gan("mlp")
     assert list(D.state_dict())[:2] == ["2.linear.weight", "2.linear.bias"]
 
 
 def test_one_hot_reaches_g_and_d():
     fastgan.manual_seed(0)
-    G, D = build_gan("dcgan", conditional="cgan")
+    G, D = make_gan("dcgan", conditional="cgan")
     labels = fastgan.tensor(np.array([3, 0, 9]))
     z = fastgan.randn(N, 100, 1, 1)
     # G sees [z, onehot(y)] as 110 input channels
@@ -87,7 +87,7 @@ def test_one_hot_reaches_g_and_d():
 
 def test_projection_adds_the_class_embedding_projected_on_the_features():
     fastgan.manual_seed(0)
-    _, D = build_gan("dcgan", conditional="projection")
+    _, D = make_gan("dcgan", conditional="projection")
     D.eval()
     x, labels = fastgan.randn(N, 1, 28, 28), np.array([1, 7, 7])
     features = D.features(x).numpy().reshape(N, -1)
@@ -104,7 +104,7 @@ def test_projection_adds_the_class_embedding_projected_on_the_features():
     (np.array([True, False, True]), TypeError, r"must be integers, got dtype bool")])
 def test_bad_labels_are_refused_with_a_message_naming_them(labels, error, match):
     fastgan.manual_seed(0)
-    G, D = build_gan("dcgan", conditional="cgan")
+    G, D = make_gan("dcgan", conditional="cgan")
     with pytest.raises(error, match=match):
         G(fastgan.randn(N, 100, 1, 1), labels)
     with pytest.raises(error, match=match.replace("ConditionalGenerator", "LabelPlanesDiscriminator")):
@@ -126,16 +126,16 @@ def test_label_helpers():
 
 def test_vbn_generator_saves_its_reference_batch():
     fastgan.manual_seed(0)
-    G, _ = build_gan("dcgan", vbn=True)
+    G, _ = make_gan("dcgan", vbn=True)
     state = G.state_dict()
     assert state["reference_input"].shape == (64, 100, 1, 1)
     fastgan.manual_seed(1)  # another run's draws: loading the state makes it the same generator
-    other, _ = build_gan("dcgan", vbn=True)
+    other, _ = make_gan("dcgan", vbn=True)
     other.load_state_dict(state)
     z = fastgan.randn(2, 100, 1, 1)
     np.testing.assert_array_equal(other(z).numpy(), G(z).numpy())
     reference = fastgan.randn(16, 100, 1, 1)
-    G, _ = build_gan("dcgan", vbn=True, conditional="acgan", reference_noise=reference)
+    G, _ = make_gan("dcgan", vbn=True, conditional="acgan", reference_noise=reference)
     assert G.state_dict()["net.reference_input"].shape == (16, 110, 1, 1)  # noise + balanced one-hot labels
     np.testing.assert_array_equal(G.net.reference_input.numpy()[:, :100], reference.numpy())
     np.testing.assert_array_equal(G.net.reference_input.numpy()[:, 100:, 0, 0].argmax(1), np.arange(16) % 10)
@@ -152,4 +152,4 @@ def test_vbn_generator_saves_its_reference_batch():
     ("resnet", {}, "unknown model 'resnet'")])
 def test_options_a_model_does_not_offer_are_refused(model, options, match):
     with pytest.raises(ValueError, match=match):
-        build_gan(model, **options)
+        make_gan(model, **options)

@@ -36,9 +36,9 @@ def test_huge_logits_stay_finite():
 
 def test_bad_labels():
     s = fastgan.tensor(np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="must lie in"):
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must lie in \[0, 3\), got 0\.\.3"):
         F.cross_entropy(s, np.array([0, 3]))
-    with pytest.raises(ValueError, match="2 integers"):
+    with pytest.raises(ValueError, match=r"cross_entropy: labels must be 2 integers for logits \(2, 3\), got shape \(2,\) of dtype float64"):
         F.cross_entropy(s, np.array([0.0, 1.0]))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match=r"cross_entropy: logits must be 2-D, got shape \(3,\)"):
         F.cross_entropy(fastgan.tensor(np.zeros(3)), np.array([0]))

@@ -4,7 +4,8 @@ on the cases of kernel_cases.py (the DCGAN layers and odd shapes, float32 and fl
     cuda-emulated   always (needs g++): the CUDA kernels run on the CPU under tests/cuda_emulator.py, driven by the
                     unchanged cuda.py — launch sizes, argument packing and the kernels' index arithmetic, without a GPU
     cuda, triton    on a GPU only (marked gpu; not collected elsewhere): the same cases on the device, on CuPy
-                    arrays
+                    arrays; an implementation that does not load there fails (the larger, DCGAN-batch cases are
+                    in test_gpu.py)
 
 The emulated implementation also trains two whole DCGAN steps against the reference implementation.
 """
@@ -49,11 +50,9 @@ def kernel_impl(request):
     if request.param == "cuda-emulated":
         request.getfixturevalue("emulated_cuda")
         return "cuda"
-    if dispatch.implementation(request.param) is None:
-        try:
-            importlib.import_module(f"fastgan.kernels.{request.param}")
-        except ImportError as err:
-            pytest.skip(f"kernel implementation {request.param!r} is not available: {err}")
+    if dispatch.implementation(request.param) is None:   # on a usable GPU every GPU implementation must load
+        pytest.fail(f"kernel implementation {request.param!r} does not load on this GPU: "
+                    f"{dispatch.why_unavailable(request.param)}")
     return request.param
 
 

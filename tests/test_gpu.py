@@ -1,13 +1,17 @@
-"""fastgan on a CUDA GPU, end to end (marked gpu; skipped, with the reason, where there is no GPU):
+"""fastgan on a CUDA GPU, end to end (marked gpu; skipped, with the reason, where there is no GPU, and failed where
+a GPU is visible but fastgan cannot use it):
 
+    * every GPU kernel implementation loads, and each kernel at the DCGAN's training batch sizes (64, 128: BN
+      reductions over thousands of values, the weight-gradient split counts of a GPU) matches the NumPy reference
     * every functional op, forward and backward, on "cuda" against the same op on "cpu"
     * whole DCGAN training steps on "cuda" against the same steps on the CPU (same weights, batches and noise),
-      with each GPU kernel implementation, and without a read-back to the host inside the step
+      with each GPU kernel implementation, and without a read-back to the host or a synchronisation inside the step
     * tensors and modules moving between devices, checkpoints crossing devices, `python -m fastgan.train --device`
 
-The per-kernel checks against the NumPy reference (cuda and triton, DCGAN and odd shapes) are in
-test_cuda_kernels.py, whose GPU cases carry the same marker: `pytest -m gpu` runs them all.
+The per-kernel checks against the NumPy reference on the shared cases (cuda and triton, DCGAN layers at batch 2 and
+odd shapes) are in test_cuda_kernels.py, whose GPU cases carry the same marker: `pytest -m gpu` runs them all.
 """
+import copy
 import json
 import os
 
@@ -17,30 +21,18 @@ import pytest
 import fastgan
 from fastgan import backend, dispatch, optim
 from fastgan import functional as F
-from fastgan.gan import train_step
+from fastgan.gan import frozen, train_step
+from fastgan.kernels import reference
 from fastgan.models.dcgan import dcgan_mnist
+from kernel_cases import GPU_BN_CASES, GPU_CONV_CASES, check_against_reference
 
-
-def _why_no_gpu():
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (pip install cupy-cuda13x): no GPU to test on"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as err:  # noqa: BLE001 - no driver, no device: the same answer
-        return f"CuPy finds no CUDA device ({type(err).__name__}: {err})"
-    if count == 0:
-        return "CuPy finds no CUDA device"
-    if not dispatch.available("cuda"):
-        return "a GPU is there but no GPU kernel implementation loads (see `python -m fastgan.kernels`)"
-    return None
-
-
-NO_GPU = _why_no_gpu()
-if NO_GPU is not None:
-    pytest.skip(NO_GPU, allow_module_level=True)
+STATUS = backend.cuda_status()
+if not STATUS.usable:
+    if STATUS.devices:   # a GPU that fastgan cannot use is a failure to report, not a machine without a GPU
+        pytest.fail(f"a GPU is visible but fastgan cannot use it: {STATUS.detail}", pytrace=False)
+    pytest.skip(f"no GPU to test on: {STATUS.detail}", allow_module_level=True)
 pytestmark = pytest.mark.gpu
+GPU_IMPLS = dispatch.PREFERENCE["cuda"]
 DEVICE = "cuda"
 TOLERANCE = {np.float32: dict(rtol=1e-4, atol=1e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
@@ -50,6 +42,46 @@ def assert_close(actual, expected, dtype, what):
     tol = TOLERANCE[np.dtype(dtype).type]
     scale = max(1.0, float(np.abs(expected).max())) if np.size(expected) else 1.0
     np.testing.assert_allclose(actual, expected, rtol=tol["rtol"], atol=tol["atol"] * scale, err_msg=what)
+
+
+# --- the kernel implementations, at the DCGAN's training batch sizes -------------------------------------------
+
+def gpu_module(impl):
+    """The implementation's module; a GPU implementation that does not load on a usable GPU is a failure."""
+    module = dispatch.implementation(impl)
+    assert module is not None, f"fastgan's {impl!r} kernels do not load on this GPU: {dispatch.why_unavailable(impl)}"
+    return module
+
+
+@pytest.mark.parametrize("impl", GPU_IMPLS)
+def test_every_gpu_implementation_loads_and_has_every_kernel(impl):
+    module = gpu_module(impl)
+    missing = [op for op in dispatch.describe("cpu") if not hasattr(module, op)]
+    assert not missing, f"{impl!r} does not provide {missing}"
+
+
+@pytest.mark.parametrize("case", GPU_CONV_CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("impl", GPU_IMPLS)
+def test_conv_at_training_batch_sizes(impl, case):
+    gpu_module(impl)
+    x, weight, bias, dy = case.inputs(np.float32)
+    tf32 = impl == "triton" and dispatch.implementation("triton")._carrier.TF32   # see kernel_bodies.test_conv
+    tol = dict(rtol=2e-2, atol=5e-3) if tf32 else None
+    check_against_reference(impl, case.fn + "_forward", case.forward_args(x, weight, bias), np.float32, tol)
+    check_against_reference(impl, case.fn + "_backward", case.backward_args(dy, x, weight), np.float32, tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", GPU_BN_CASES, ids=str)
+@pytest.mark.parametrize("impl", GPU_IMPLS)
+def test_batch_norm_at_training_batch_sizes(impl, case, dtype):
+    gpu_module(impl)
+    x, weight, bias, running_mean, running_var, dy = case.inputs(dtype)
+    args = (x, weight, bias, running_mean, running_var, case.training, 0.1, 1e-5, case.activation, 0.2)
+    check_against_reference(impl, "batch_norm_act_forward", args, dtype)
+    _, mean, rstd = reference.batch_norm_act_forward(*copy.deepcopy(args))
+    check_against_reference(impl, "batch_norm_act_backward",
+                            (dy, x, weight, bias, mean, rstd, case.training, case.activation, 0.2), dtype)
 
 
 # --- functional ops: cuda against cpu -------------------------------------------------------------------------
@@ -96,7 +128,7 @@ OPS = {
     "sigmoid_relu_leaky": (lambda a: F.sigmoid(a) + F.relu(a) * F.leaky_relu(a, 0.2), [(5, 7)]),
     "matmul": (lambda a, b: a @ b, [(5, 3), (3, 4)]),
     "linear": (lambda x, w, b: F.linear(x, w, b), [(6, 5), (3, 5), (3,)]),
-    "shapes": (lambda a: F.flatten(F.permute(a.reshape(2, 3, 10), (2, 0, 1))).T, [(6, 10)]),
+    "shapes": (lambda a: F.flatten(F.permute(a.reshape(2, 3, 10), (2, 0, 1)), 1).T, [(6, 10)]),
     "getitem_slices": (lambda a: a[1:, ::2] * 3, [(4, 6)]),
     "getitem_repeated_index": (lambda a: a[np.array([0, 2, 2, 3])], [(4, 5)]),   # add.at must accumulate
     "cat": (lambda a, b: F.cat([a, b], dim=1), [(2, 3, 4), (2, 5, 4)]),
@@ -162,7 +194,7 @@ def test_cross_entropy_on_cuda_matches_cpu():
 
 def _gpu_impls():
     yield pytest.param(None, id="default")
-    for name in ("cuda", "triton"):
+    for name in GPU_IMPLS:
         yield pytest.param(name, id=name)
 
 
@@ -200,44 +232,46 @@ def train(device, dtype, data, impl=None):
 @pytest.mark.parametrize("impl", list(_gpu_impls()))
 def test_dcgan_steps_on_cuda_match_cpu(impl, dtype, tol):
     if impl is not None:
-        module = dispatch.implementation(impl)
-        if module is None:
-            pytest.skip(f"kernel implementation {impl!r} is not available here")
-        missing = [op for op in dispatch.describe("cpu") if not hasattr(module, op)]
-        if missing:
-            pytest.skip(f"{impl!r} does not provide {missing}")
+        gpu_module(impl)
     data = batches(16, dtype, 3)
     losses_cpu, state_cpu = train("cpu", dtype, data)
-    try:
-        losses_gpu, state_gpu = train(DEVICE, dtype, data, impl)
-    except TypeError as err:
-        if dtype == np.float64 and impl == "triton":
-            pytest.skip(f"triton does not run float64 here: {err}")
-        raise
+    losses_gpu, state_gpu = train(DEVICE, dtype, data, impl)
     np.testing.assert_allclose(losses_gpu, losses_cpu, **tol)
     for name, value in state_cpu.items():
         np.testing.assert_allclose(state_gpu[name], value, err_msg=name, **tol)
 
 
-def test_a_training_step_reads_nothing_back_to_the_host(monkeypatch):
-    """Forward, backward and both Adam updates on the GPU, with every fastgan read-back disabled (the per-step
-    statistics of gan.train_step, which do read back, are left out)."""
+@pytest.mark.parametrize("impl", list(_gpu_impls()))
+def test_a_training_step_reads_nothing_back_and_never_synchronises(impl, monkeypatch):
+    """Forward, backward and both Adam updates on the GPU at batch 64 (gan.train_step without its per-step
+    statistics, which do read back), with every fastgan read-back disabled and CuPy forbidden to synchronise with
+    the device (cupyx.allow_synchronize(False): a hidden .get(), scalar conversion or sync raises)."""
+    import cupyx
+    if impl is not None:
+        gpu_module(impl)
     G, D, opt_g, opt_d = dcgan_on(DEVICE, np.float32)
-    (real, z), = batches(32, np.float32, 1)
+    (real, z), = batches(64, np.float32, 1)
     real, z = fastgan.tensor(real, device=DEVICE), fastgan.tensor(z, device=DEVICE)
+
+    def step():
+        opt_d.zero_grad()
+        F.binary_cross_entropy_with_logits(D(real), 1.0).backward()
+        fake = G(z)
+        F.binary_cross_entropy_with_logits(D(fake.detach()), 0.0).backward()
+        opt_d.step()
+        opt_g.zero_grad()
+        with frozen(D):
+            F.binary_cross_entropy_with_logits(D(fake), 1.0).backward()
+        opt_g.step()
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a training step copied data back to the host")
-    monkeypatch.setattr(backend, "to_numpy", forbidden)
-    opt_d.zero_grad()
-    F.binary_cross_entropy_with_logits(D(real), 1.0).backward()
-    fake = G(z)
-    F.binary_cross_entropy_with_logits(D(fake.detach()), 0.0).backward()
-    opt_d.step()
-    opt_g.zero_grad()
-    F.binary_cross_entropy_with_logits(D(fake), 1.0).backward()
-    opt_g.step()
-    monkeypatch.undo()
+    with dispatch.use(impl):
+        step()   # the first step compiles every kernel: outside the check
+        monkeypatch.setattr(backend, "to_numpy", forbidden)
+        with cupyx.allow_synchronize(False):
+            step()
+        monkeypatch.undo()
     assert all(np.isfinite(p.numpy()).all() for p in G.parameters() + D.parameters())
 
 
@@ -285,13 +319,15 @@ def test_module_to_moves_in_place_and_only_once():
 def test_checkpoint_crosses_devices(tmp_path, source, target):
     """Train a step on `source`, checkpoint (as train.py does), load on `target`: the same state, and the next step
     on either device gives the same result."""
-    cli = train_cli()
+    from fastgan.checkpoint import load_checkpoint, save_checkpoint
     data = batches(8, np.float64, 2)
     G, D, opt_g, opt_d = dcgan_on(source, np.float64)
     train_step(G, D, opt_g, opt_d, *(fastgan.tensor(a, device=source) for a in data[0]))
-    cli.save_checkpoint(str(tmp_path), {"epoch": 1, "config": {}, "G": G.state_dict(), "D": D.state_dict(),
-                                        "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict()})
-    state = cli.load_checkpoint(str(tmp_path))
+    config = {"model": "dcgan", "nz": 100, "dtype": "float64"}
+    save_checkpoint(str(tmp_path), {"epoch": 1, "config": config, "G": G.state_dict(), "D": D.state_dict(),
+                                    "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+                                    "rng": fastgan.get_rng_state(), "fixed_noise": data[0][1], "metrics_lines": 0})
+    state = load_checkpoint(str(tmp_path))
     G2, D2, opt_g2, opt_d2 = dcgan_on(target, np.float64)
     for module, name in ((G2, "G"), (D2, "D")):
         module.load_state_dict(state[name])

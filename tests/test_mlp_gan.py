@@ -179,7 +179,7 @@ def test_smoke_run(tmp_path, capsys):
     out = str(tmp_path / "run")
     assert run("--epochs", "1", "--out", out) == 0
     assert {"config.json", "real_samples.png", "fake_samples_epoch_001.png", "metrics.jsonl", "losses.png",
-            "checkpoint.pkl"} <= set(os.listdir(out))
+            "checkpoint.json"} <= set(os.listdir(out))
     config = json.load(open(os.path.join(out, "config.json")))
     assert (config["model"], config["batch_size"], config["lr"], config["schedule_epochs"]) == ("mlp", 100, 0.1, 1)
     steps = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl")) if "loss_d" in line]

@@ -78,3 +78,17 @@ def test_backward_asks_only_for_needed_gradients(monkeypatch):
     trained.requires_grad_(False)  # frozen after the forward pass, for this backward only: asked when it runs
     out.sum().backward()
     assert seen == [(False, True, False), (True, False, False), (True, False, False), (True, False, False)]
+
+
+# an empty batch: the output and dx are empty, dW and db zero, as torch (the cases take every path of the CPU
+# kernels: im2col + GEMM, thin per-image GEMMs, a kernel covering the whole image, a transposed conv of a 1x1 input)
+@pytest.mark.parametrize("transposed, cin, hw, cout, k, stride, padding", [
+    (False, 3, 5, 4, 3, 1, 1), (False, 8, 7, 5, 3, 2, 1), (False, 3, 5, 2, 5, 1, 0), (True, 3, 5, 4, 3, 1, 1),
+    (True, 8, 7, 5, 3, 2, 1), (True, 2, 1, 3, 4, 1, 0), (True, 4, 1, 3, 1, 1, 0)])
+def test_conv_on_an_empty_batch(impl, transposed, cin, hw, cout, k, stride, padding):
+    if transposed:
+        ours, theirs, w_shape = F.conv_transpose2d, torch.nn.functional.conv_transpose2d, (cin, cout, k, k)
+    else:
+        ours, theirs, w_shape = F.conv2d, torch.nn.functional.conv2d, (cout, cin, k, k)
+    check(lambda x, w, b: ours(x, w, b, stride, padding), lambda x, w, b: theirs(x, w, b, stride, padding),
+          random_inputs((0, cin, hw, hw), w_shape, (cout,)))

@@ -54,3 +54,39 @@ def test_sigmoid_bce_scalar_target(impl):
     (logits,) = random_inputs((5, 3))
     check(lambda s: F.binary_cross_entropy_with_logits(s, 0.9),
           lambda s: torch.nn.functional.binary_cross_entropy_with_logits(s, torch.full_like(s, 0.9)), [logits])
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 5, 5), (0, 3), (2, 4, 0, 3)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_on_an_empty_batch(impl, shape, training):
+    """torch: an empty output, zero gradients for γ and β, and the running statistics left as they were."""
+    c = shape[1]
+    x, gamma, beta = random_inputs(shape, (c,), (c,))
+    stats = random_inputs((c,), (c,), seed=5)
+    stats[1] = np.abs(stats[1]) + 0.5
+    ours_stats = [fastgan.tensor(s.copy()) for s in stats]
+    torch_stats = [torch.tensor(s.copy()) for s in stats]
+    check(lambda x, g, b: F.batch_norm(x, *ours_stats, g, b, training, activation="relu"),
+          lambda x, g, b: torch.relu(torch.nn.functional.batch_norm(x, *torch_stats, g, b, training)),
+          [x, gamma, beta])
+    for ours, theirs in zip(ours_stats, torch_stats):
+        assert_close(ours.numpy(), theirs, "running statistics", np.float64)
+
+
+def test_batch_norm_layer_on_an_empty_batch_and_one_value_per_channel(impl):
+    layer = fastgan.nn.BatchNorm2d(4).eval()
+    assert layer(fastgan.zeros(0, 4, 5, 5)).shape == (0, 4, 5, 5)
+    layer.train()
+    assert layer(fastgan.zeros(0, 4, 5, 5)).shape == (0, 4, 5, 5)
+    with pytest.raises(ValueError, match="expected more than 1 value per channel when training"):
+        layer(fastgan.zeros(1, 4, 1, 1))
+
+
+@pytest.mark.parametrize("shape", [(), (0,), (0, 1)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sigmoid_bce_on_0d_and_empty_logits(impl, shape, reduction):
+    (logits,) = random_inputs(shape)
+    target = np.full(shape, 0.9)
+    check(lambda s, y: F.binary_cross_entropy_with_logits(s, y, reduction),
+          lambda s, y: torch.nn.functional.binary_cross_entropy_with_logits(s, y, reduction=reduction),
+          [logits, target], grad=[True, False])

@@ -51,5 +51,29 @@ def test_optimizer_state_round_trip():
         param.grad = fastgan.tensor(np.full(3, 0.5))
         o.step()
     np.testing.assert_array_equal(p.numpy(), q.numpy())
-    with pytest.raises(ValueError, match="parameters"):
+    with pytest.raises(ValueError, match="Adam.load_state_dict: checkpoint has 1 parameters, optimiser has 2"):
         optim.Adam([p, q]).load_state_dict(saved)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: optim.Adam(p, lr=float("nan")), r"Adam: learning rate must be a finite number > 0, got nan"),
+    (lambda p: optim.SGD(p, lr=float("inf")), r"SGD: learning rate must be a finite number > 0, got inf"),
+    (lambda p: optim.Adam(p, lr=0), r"Adam: learning rate must be a finite number > 0, got 0"),
+    (lambda p: optim.SGD(p, lr=-0.1), r"SGD: learning rate must be a finite number > 0, got -0.1"),
+    (lambda p: optim.Adam(p, betas=(1.0, 0.999)), r"Adam: betas must be two numbers in \[0, 1\), got \(1.0, 0.999\)"),
+    (lambda p: optim.Adam(p, betas=(0.5, -0.1)), r"Adam: betas must be two numbers in \[0, 1\), got \(0.5, -0.1\)"),
+    (lambda p: optim.Adam(p, betas=(float("nan"), 0.9)), r"Adam: betas must be two numbers in \[0, 1\), got \(nan"),
+    (lambda p: optim.Adam(p, betas=(0.9,)), r"Adam: betas must be two numbers in \[0, 1\), got \(0.9,\)"),
+    (lambda p: optim.Adam(p, eps=-1e-8), r"Adam: eps must be a finite number >= 0, got -1e-08"),
+    (lambda p: optim.SGD(p, momentum=float("nan")), r"SGD: momentum must be a finite number >= 0, got nan"),
+    (lambda p: optim.SGD(p, weight_decay=-1), r"SGD: weight_decay must be a finite number >= 0, got -1"),
+])
+def test_bad_hyperparameters_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make([fastgan.nn.Parameter(np.ones(3))])
+
+
+def test_edge_hyperparameters_are_accepted():
+    p = [fastgan.nn.Parameter(np.ones(3))]
+    assert optim.Adam(p, lr=1e-12, betas=(0.0, 0.0), eps=0.0).betas == (0.0, 0.0)
+    assert optim.SGD(p, lr=np.float32(0.1), momentum=0.0).lr == np.float32(0.1)

@@ -3,12 +3,11 @@
 import json
 import math
 import os
-import pickle
 
 import numpy as np
 import pytest
 
-from fastgan import train
+from fastgan import checkpoint, train
 from fastgan.data import MNIST
 from fastgan.eval import __main__ as eval_cli
 from fastgan.eval import parzen
@@ -126,18 +125,21 @@ def test_bad_run_folders_give_clear_errors(mlp_run, tmp_path, capsys, command):
     assert eval_cli.main([command, str(tmp_path / "empty")]) == 1
     assert "no checkpoint" in capsys.readouterr().err
 
-    path = os.path.join(mlp_run, train.CHECKPOINT)
-    state = pickle.load(open(path, "rb"))
-    state["config"]["model"] = "dcgan"  # an MLP generator under the DCGAN's name: the weights cannot fit
-    pickle.dump(state, open(path, "wb"))
-    assert eval_cli.main([command, mlp_run]) == 1
-    assert "do not fit model 'dcgan'" in capsys.readouterr().err
+    path = os.path.join(mlp_run, checkpoint.CHECKPOINT)
+    record = json.load(open(path))
 
-    state["config"]["model"] = "wgan"
-    pickle.dump(state, open(path, "wb"))
-    assert eval_cli.main([command, mlp_run]) == 1
-    assert "not a fastgan GAN run of a known model" in capsys.readouterr().err
+    def evaluate_with(config_change):
+        json.dump({**record, "config": {**record["config"], **config_change}}, open(path, "w"))
+        assert eval_cli.main([command, mlp_run]) == 1
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        return err
 
-    open(path, "wb").write(b"not a pickle")
+    # an MLP checkpoint under the DCGAN's name: its tensors cannot fit
+    assert "model 'dcgan' expects (N, 100, 1, 1); a checkpoint of another model?" in evaluate_with({"model": "dcgan"})
+    assert "config names model 'wgan', not a model fastgan knows" in evaluate_with({"model": "wgan"})
+    assert "config has nz = 0, not a positive integer" in evaluate_with({"nz": 0})
+
+    open(path, "w").write("{not json")
     assert eval_cli.main([command, mlp_run]) == 1
-    assert "unreadable" in capsys.readouterr().err
+    assert "checkpoint.json: unreadable" in capsys.readouterr().err

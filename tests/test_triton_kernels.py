@@ -33,14 +33,65 @@ def kernel_impl(request):
 
 
 from kernel_bodies import *  # noqa: E402,F401,F403  (the shared test bodies, run here on triton)
+from kernel_cases import CONV_CASES, compare_outputs, run_impl  # noqa: E402
+from fastgan.kernels import reference  # noqa: E402
 
 
 # --- the package itself -------------------------------------------------------------------------------------------
 
 def test_package_does_not_import_torch():
+    """fastgan's own Triton modules never import torch (under the interpreter, so that Triton's GPU driver, which
+    loads torch in Triton 3.6, is left out)."""
     code = "import sys, fastgan.kernels.triton; assert 'torch' not in sys.modules, 'fastgan imported torch'"
-    env = dict(os.environ, TRITON_INTERPRET=os.environ.get("TRITON_INTERPRET", "0"))
-    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+    subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TRITON_INTERPRET="1"))
+
+
+def test_without_a_triton_gpu_driver_the_implementation_does_not_load_and_says_why():
+    """A GPU that CuPy can use (faked here) but no GPU driver for Triton, as with Triton 3.6 beside a CPU-only torch:
+    the first launch would fail with "0 active drivers", so the implementation refuses to load, and dispatch offers
+    the cuda kernels only and tells why."""
+    code = """if True:
+        from fastgan import backend, dispatch
+        backend.cuda_status = lambda: backend.CudaStatus(True, 1, "faked: CuPy compiled and ran a kernel")
+        assert dispatch.implementation("triton") is None and "triton" not in dispatch.available("cuda")
+        print(dispatch.why_unavailable("triton"))
+        """
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "cannot launch on the GPU" in result.stdout and "active drivers" in result.stdout, result.stdout
+
+
+def test_gpu_launches_refuse_a_device_or_stream_other_than_cupys(monkeypatch):
+    """Triton launches on its driver's current stream (torch's, when torch is loaded), fastgan's arrays live on
+    CuPy's: a launch checks that both are the same. Faked: CuPy and Triton's driver."""
+    import types
+
+    from triton.runtime import driver
+
+    from fastgan.kernels.triton import _carrier
+    cupy_state = types.SimpleNamespace(device=0, stream=0)
+    fake_cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDevice=lambda: cupy_state.device),
+        get_current_stream=lambda: types.SimpleNamespace(ptr=cupy_state.stream)))
+    fake_driver = types.SimpleNamespace(get_current_device=lambda: 0, get_current_stream=lambda device: 0)
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy)
+    monkeypatch.setattr(driver, "_active", fake_driver)
+    monkeypatch.setattr(_carrier, "INTERPRETED", False)
+    launched = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launched.append(grid)
+    _carrier.launch(Kernel(), (3,), 7)
+    assert launched == [(3,)]
+    cupy_state.stream = 0x5A5A
+    with pytest.raises(RuntimeError, match="Triton would launch on stream 0x0, but CuPy's current stream is 0x5a5a"):
+        _carrier.launch(Kernel(), (3,), 7)
+    cupy_state.stream, cupy_state.device = 0, 1
+    with pytest.raises(RuntimeError, match="Triton would launch on GPU 0, but CuPy's current device is GPU 1"):
+        _carrier.launch(Kernel(), (3,), 7)
+    assert launched == [(3,)]
 
 
 def test_cupy_style_arrays_become_triton_pointers():
@@ -59,15 +110,39 @@ def test_cupy_style_arrays_become_triton_pointers():
         pointer = _carrier._pointer(FakeCupy(dtype))
         assert pointer.data_ptr() == 0x7F0000001000
         assert mangle_type(pointer) == expected
-    with pytest.raises(TypeError, match="GPU arrays"):
+    with pytest.raises(TypeError, match=r"fastgan.kernels.triton works on GPU arrays \(CuPy\)"):
         _carrier._pointer(np.zeros(3, np.float32))
+
+
+# --- launch configurations of a GPU, small enough for the interpreter -----------------------------------------------
+
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c.dcgan and c.name[:2] in ("G3", "D1", "D2")],
+                         ids=lambda c: c.name)   # 13, 13 and 4 splits (D2 of 32 tiles each); G2 would repeat D2
+def test_weight_gradient_with_a_gpus_split_count(kernel_impl, case, monkeypatch):
+    """On a GPU the weight gradient splits its sum over pixels across about GPU_WEIGHT_GRAD_PROGRAMS programs; the
+    interpreter's default is a handful. Here the DCGAN layers at batch 2 split as a GPU would: several slices, a
+    shorter last one, then the sum of the slices."""
+    from fastgan.kernels.triton import conv
+    monkeypatch.setattr(conv, "_WEIGHT_GRAD_PROGRAMS", conv.GPU_WEIGHT_GRAD_PROGRAMS)
+    splits, weight_grad_splits = [], conv.weight_grad_splits
+    monkeypatch.setattr(conv, "weight_grad_splits", lambda *args: splits.append(weight_grad_splits(*args)) or
+                        splits[-1])
+    x, weight, _, dy = case.inputs(np.float32)
+    fn = case.fn + "_backward"
+    expected = getattr(reference, fn)(*case.backward_args(dy, x, weight))[1]
+    _, got, _ = run_impl(kernel_impl, fn, *case.backward_args(dy, x, weight), (False, True, False))
+    compare_outputs(got, expected, np.float32, f"{fn} dweight, split as on a GPU")
+    assert splits and splits[0][0] > 1, f"expected the GPU's count to split the sum, got {splits}"
 
 
 # --- every launch above also compiles for a real GPU --------------------------------------------------------------
 # The interpreter runs kernels as NumPy code, which accepts some programs the GPU compiler rejects (types, layouts,
 # tl.dot shapes). So the fixture below records the signature of every launch the tests make, and the last test
-# compiles each distinct one (block sizes aside) ahead of time for sm_90 (H100) with Triton's own compiler and
+# compiles each distinct one (block sizes aside) ahead of time for sm_90 (H100, H200) with Triton's own compiler and
 # ptxas, no GPU needed. It runs last in this module; run alone it has nothing to compile and skips.
+# The GPU machine may have another Triton than CI (Triton 3.6): FASTGAN_EXTRA_TRITON names folders that each hold
+# another Triton (pip install --no-deps --target DIR triton==X), and the same launches also compile with each of
+# them. Opt-in, as each is a download of ~600 MB: `bash .ci/triton-versions 3.6.0` makes the folder and runs this.
 
 _LAUNCHES = {}
 
@@ -103,8 +178,9 @@ def _record_launches(monkeypatch):
     launch = _carrier.launch
 
     def recording(kernel, grid, *args, num_warps=4, **constexprs):
-        key, spec = _launch_spec(kernel, args, constexprs)
-        _LAUNCHES.setdefault(key, spec)
+        if hasattr(kernel, "fn"):   # a @triton.jit kernel (the launch tests above pass fakes)
+            key, spec = _launch_spec(kernel, args, constexprs)
+            _LAUNCHES.setdefault(key, spec)
         return launch(kernel, grid, *args, num_warps=num_warps, **constexprs)
     monkeypatch.setattr(_carrier, "launch", recording)
     yield
@@ -132,15 +208,25 @@ def compile_one(spec):
 
 
 if __name__ == "__main__":
+    specs = json.load(sys.stdin)
     with multiprocessing.get_context("fork").Pool(min(4, os.cpu_count() or 1)) as pool:
-        failures = [f for f in pool.map(compile_one, json.load(sys.stdin), chunksize=1) if f]
+        failures = [f for f in pool.map(compile_one, specs, chunksize=1) if f]
+    print(f"{len(specs)} launches compiled for sm_90 by triton {triton.__version__} from {triton.__file__}")
     print("\n".join(failures), file=sys.stderr)
     sys.exit(1 if failures else 0)
 '''
 
 
+def _tritons():
+    """None (this environment's Triton), then each folder of FASTGAN_EXTRA_TRITON (separated by os.pathsep)."""
+    yield pytest.param(None, id="installed-triton")
+    for folder in filter(None, os.environ.get("FASTGAN_EXTRA_TRITON", "").split(os.pathsep)):
+        yield pytest.param(os.path.abspath(folder), id=os.path.basename(os.path.normpath(folder)))
+
+
 @pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="on a GPU the tests above compile for real")
-def test_every_launch_compiles_for_sm90(tmp_path):
+@pytest.mark.parametrize("triton_dir", list(_tritons()))
+def test_every_launch_compiles_for_sm90(tmp_path, triton_dir):
     if not _LAUNCHES:
         pytest.skip("no launches recorded: run the whole module")
     specs = list(_LAUNCHES.values())
@@ -150,6 +236,12 @@ def test_every_launch_compiles_for_sm90(tmp_path):
               and all(t != "*fp64" for t in spec["signature"].values())]
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
+    if triton_dir is not None:   # that Triton first on the path
+        assert os.path.isfile(os.path.join(triton_dir, "triton", "__init__.py")), f"no Triton in {triton_dir}"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [triton_dir, env.get("PYTHONPATH")]))
     result = subprocess.run([sys.executable, "-c", _COMPILE_SCRIPT], input=json.dumps(specs), text=True,
                             capture_output=True, env=env)
-    assert result.returncode == 0, f"{len(specs)} launches compiled for sm_90; failures:\n{result.stderr[-5000:]}"
+    assert result.returncode == 0, f"{result.stdout}failures:\n{result.stderr[-5000:]}"
+    if triton_dir is not None:
+        assert f"from {triton_dir}{os.sep}" in result.stdout, f"another Triton was used: {result.stdout}"
+    print(result.stdout)   # which Triton compiled how many launches (shown with pytest -s or -rA)

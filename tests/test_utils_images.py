@@ -86,11 +86,14 @@ def re_shape(shape):
 
 def test_bad_arguments_raise():
     x = np.zeros((2, 1, 3, 3))
-    for kwargs in [dict(nrow=0), dict(padding=-1), dict(value_range=(1, 1)), dict(pad_value=2.0),
-                   dict(nrow=2.5)]:
-        with pytest.raises(ValueError):
+    for kwargs, message in [(dict(nrow=0), "nrow must be a positive integer, got 0"),
+                            (dict(padding=-1), "padding must be a non-negative integer, got -1"),
+                            (dict(value_range=(1, 1)), r"value_range must be finite \(lo, hi\) with lo < hi, got \(1, 1\)"),
+                            (dict(pad_value=2.0), r"pad_value is a brightness in \[0, 1\], got 2.0"),
+                            (dict(nrow=2.5), "nrow must be a positive integer, got 2.5")]:
+        with pytest.raises(ValueError, match="make_grid: " + message):
             make_grid(x, **kwargs)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(ValueError, match=r"make_grid: expected real-valued images, got dtype <U1"):
         make_grid(np.array([[["a"]]]))
 
 
@@ -107,7 +110,7 @@ def test_save_image_grid_writes_png(tmp_path, c, mode):
     save_image_grid(-x, path, nrow=4)  # overwrite in place
     with Image.open(path) as im:
         assert np.array_equal(np.asarray(im), make_grid(-x, nrow=4))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"make_grid: expected images of shape \(N, C, H, W\).*got shape \(3, 3\)"):
         save_image_grid(np.zeros((3, 3)), tmp_path / "bad.png")
     assert not (tmp_path / "bad.png").exists()
 
@@ -159,16 +162,16 @@ def test_plot_losses_from_jsonl(tmp_path):
     metrics.write_text("\n".join(lines) + '\n{"step": 60, "loss_d": 0.')  # a run killed mid-line
     with pytest.warns(RuntimeWarning, match="malformed last line"):
         assert len(read_jsonl(metrics)) == 61
-    with pytest.warns(RuntimeWarning):
+    with pytest.warns(RuntimeWarning, match="metrics.jsonl:63: skipping a malformed last line"):
         path = plot_losses(str(metrics), tmp_path / "from_jsonl.png")
     assert_png(path, min_height=700)
 
     metrics.write_text('{"step": 0, "loss_d": 1}\nnot json\n{"step": 1, "loss_d": 1}\n')
-    with pytest.raises(ValueError, match="metrics.jsonl:2"):
+    with pytest.raises(ValueError, match="metrics.jsonl:2: "):
         plot_losses(metrics, tmp_path / "x.png")
 
 
 def test_plot_losses_nothing_to_plot(tmp_path):
-    with pytest.raises(ValueError, match="no records"):
+    with pytest.raises(ValueError, match="plot_losses: no records with loss_d, loss_g, d_x or d_g_z values to plot"):
         plot_losses([{"step": 1, "lr": 0.1}], tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()

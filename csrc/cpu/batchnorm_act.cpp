@@ -37,6 +37,7 @@ struct BatchNormBackward {
 // Forward, for the channels [c0, c1). Training: μ = mean of x, σ² = biased variance (two passes), and the running
 // statistics (if given) move towards μ and the unbiased variance, as torch. Eval: μ, σ² = the running statistics.
 //     y = act((x − μ)·(γ·rstd) + β),   rstd = 1/√(σ² + eps)
+// An empty batch (m = 0) has no statistics: μ and rstd come out NaN (0/0) and the running statistics stay.
 template <typename T, Activation A>
 FASTGAN_MULTIVERSION void forward_channels(const BatchNormForward<T>& p, index_t c0, index_t c1) {
     const index_t N = p.N, C = p.C, S = p.S, m = N * S;
@@ -59,6 +60,7 @@ FASTGAN_MULTIVERSION void forward_channels(const BatchNormForward<T>& p, index_t
         for (index_t c = c0; c < c1; ++c) {
             var[c - c0] = squares[c - c0].total() / double(m);
             const T keep = T(1 - p.momentum);
+            if (m == 0) continue;
             if (p.running_mean) p.running_mean[c] = p.running_mean[c] * keep + T(p.momentum * mean[c - c0]);
             if (p.running_var)
                 p.running_var[c] = p.running_var[c] * keep + T(p.momentum * var[c - c0] * double(m) / double(m - 1));
@@ -158,7 +160,7 @@ void register_batchnorm_act(py::module_& m) {
             index_t N, C, S;
             check_bn_input(x, op, N, C, S);
             const Activation act = parse_activation(activation, op);
-            if (training && N * S < 2)
+            if (training && N * S == 1)
                 throw py::value_error("batch_norm: expected more than 1 value per channel when training, got input "
                                       "with " + std::to_string(N * S) + " value(s) per channel");
             if (!training && (!running_mean || !running_var))

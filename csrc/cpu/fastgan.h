@@ -120,9 +120,11 @@ constexpr index_t kParallelGrain = 1 << 15;
 // The hot loops are compiled three times, for AVX-512, for AVX2 and for the baseline x86-64 that every 64-bit PC
 // has, and the loader picks the best one the machine supports (GCC's function multi-versioning, through an ifunc).
 // So the extension is built without -march=native, runs on any x86-64, and still uses 512-bit vectors where they
-// exist (short rows such as a 7x7 feature map take a third fewer instructions than with 256-bit ones). No FMA
-// (setup.py passes -ffp-contract=off): contracting a*b+c into one rounding would change results (the kernels
-// repeat the reference's roundings), and then they would also differ between the three versions.
+// exist (short rows such as a 7x7 feature map take a third fewer instructions than with 256-bit ones). The
+// compiler forms no FMA in these loops (setup.py passes -ffp-contract=off): contracting a*b+c into one rounding
+// would change results (the kernels repeat the reference's roundings), and then they would also differ between
+// the three versions. The direct convolutions (register_tile.h) are the one place that asks for FMAs explicitly,
+// with _mm512_fmadd_ps: they sum in another order than the GEMM path anyway (direct_conv.cpp says how much).
 // Elsewhere (other compilers, other architectures) the macro is empty and the compiler's defaults apply.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define FASTGAN_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
@@ -155,9 +157,10 @@ template <typename Body>
 void for_each_channel_group(index_t N, index_t C, index_t S, index_t itemsize, int arrays, Body&& body) {
     const index_t block = 4096;         // contiguous bytes per sample we would like to read at once
     const index_t cache = 512 * 1024;   // bytes of a group's data that should fit in L2
-    const index_t channel_bytes = S * itemsize;
+    // an empty batch (N or S = 0) has nothing to read: any grouping will do, as long as nothing divides by 0
+    const index_t channel_bytes = std::max<index_t>(S * itemsize, 1);
     index_t group = std::min(kMaxGroup, (block + channel_bytes - 1) / channel_bytes);
-    group = std::max<index_t>(1, std::min(group, cache / (N * channel_bytes * arrays)));
+    group = std::max<index_t>(1, std::min(group, cache / std::max<index_t>(N * channel_bytes * arrays, 1)));
     const index_t groups = (C + group - 1) / group;
 #pragma omp parallel for schedule(static) if (N * C * S > kParallelGrain)
     for (index_t k = 0; k < groups; ++k) body(k * group, std::min(C, (k + 1) * group));
@@ -282,6 +285,7 @@ void register_optim(py::module_& m);
 void register_elementwise(py::module_& m);
 void register_direct_conv(py::module_& m);
 void register_direct_weight_grad(py::module_& m);
+void register_blas_threads(py::module_& m);
 
 // Whether this CPU runs the direct float32 convolutions (AVX-512; direct_conv.cpp).
 bool direct_conv_supported();

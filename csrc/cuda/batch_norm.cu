@@ -8,7 +8,8 @@
 //             accurate in float32 than E[x²] − μ²); the running statistics, when given, move towards them:
 //             r ← (1 − momentum)·r + momentum·s, with the unbiased variance σ²·m/(m − 1), as torch.
 //   eval:     μ, σ² are the running statistics.
-// Writes y, and μ and rstd (per channel) for the backward.
+// Writes y, and μ and rstd (per channel) for the backward. An empty batch (m = 0) has no statistics: μ and rstd
+// come out NaN (0/0) and the running statistics stay.
 template <typename T>
 __global__ void batch_norm_act_forward(const T* __restrict__ x, const T* weight, const T* bias, T* running_mean,
                                        T* running_var, T* __restrict__ y, T* mean_out, T* rstd_out, int N, int C,
@@ -27,7 +28,7 @@ __global__ void batch_norm_act_forward(const T* __restrict__ x, const T* weight,
             squares += d * d;
         }
         var = fg::block_sum(squares) / m;
-        if (threadIdx.x == 0) {
+        if (threadIdx.x == 0 && m > 0) {
             if (running_mean) running_mean[c] = running_mean[c] * T(1 - momentum) + T(momentum * mean);
             if (running_var) running_var[c] = running_var[c] * T(1 - momentum) + T(momentum * var * m / (m - 1));
         }

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..utils.atomic import atomic_save_npz
+from .imageset import pixels_to_float
 
 __all__ = [
     "MNIST", "MNISTError", "MNISTFetchError", "load_mnist", "mnist_to_float", "default_cache_dir",
@@ -424,9 +425,9 @@ def mnist_to_float(images: np.ndarray, value_range: tuple[float, float] = (-1, 1
                    dtype=np.float32) -> np.ndarray:
     """Scale uint8 pixels 0..255 linearly onto ``value_range``; returns (N, 1, H, W) of ``dtype``.
 
-    Accepts (N, H, W), (N, 1, H, W) or flat (N, 784). Computed as ``x / 255 * (hi - lo) + lo`` in ``dtype``,
-    which for (-1, 1) is bit-identical to torchvision's ``ToTensor()`` + ``Normalize((0.5,), (0.5,))``; 0 maps
-    exactly to ``lo`` and 255 exactly to ``hi``.
+    Accepts (N, H, W), (N, 1, H, W) or flat (N, 784). Computed as ``x / 255 * (hi - lo) + lo`` in ``dtype``
+    (:func:`fastgan.data.imageset.pixels_to_float`), which for (-1, 1) is bit-identical to torchvision's
+    ``ToTensor()`` + ``Normalize((0.5,), (0.5,))``; 0 maps exactly to ``lo`` and 255 exactly to ``hi``.
     """
     x = np.asarray(images)
     if x.ndim == 2 and x.shape[1] == 784:
@@ -436,12 +437,4 @@ def mnist_to_float(images: np.ndarray, value_range: tuple[float, float] = (-1, 1
     if x.ndim != 3:
         raise ValueError(f"mnist_to_float: expected images of shape (N, H, W), (N, 1, H, W) or (N, 784), "
                          f"got {x.shape}")
-    lo, hi = value_range
-    if not hi > lo:
-        raise ValueError(f"mnist_to_float: value_range must be (lo, hi) with lo < hi, got {value_range}")
-    dtype = np.dtype(dtype)
-    out = x.astype(dtype)
-    out /= dtype.type(255)
-    out *= dtype.type(hi - lo)
-    out += dtype.type(lo)
-    return out[:, None]
+    return pixels_to_float(x, value_range, dtype)[:, None]

@@ -2,6 +2,9 @@
 
     python -m fastgan.eval parzen RUN_DIR             Parzen-window log-likelihood, as Table 1 of the GAN paper
     python -m fastgan.eval quality RUN_DIR            class histogram, mode coverage, Inception score, MNIST-FID
+                                                      (and a conditional run's per-class accuracy)
+    python -m fastgan.eval sample RUN_DIR             a grid of samples (a conditional run: a row per digit, or
+                                                      --digit D)
     python -m fastgan.eval train-classifier           train (or re-train) and cache the MNIST classifier
     python -m fastgan.eval time RUN_DIR               how long the run's epochs took (median and sum)
     python -m fastgan.eval parzen-plot DIR [DIR ...]  Parzen estimates already made, against the epochs trained
@@ -12,13 +15,16 @@ import os
 import sys
 import time
 
+from fastgan.checkpoint import CheckpointError
 from fastgan.data import MNISTError, load_mnist
 from fastgan.data.mnist import mnist_to_float
+from fastgan.models import NUM_CLASSES, grid_labels, image_shape
+from fastgan.utils.images import save_image_grid
 from fastgan.utils.atomic import atomic_write
 
 from . import classifier as clf
 from . import parzen, parzen_plot, quality, timing
-from .runs import EvalError, load_generator, sample_images
+from .runs import EvalError, load_generator, requested_labels, sample_images
 
 
 def build_parser():
@@ -42,6 +48,18 @@ def build_parser():
     q.add_argument("--samples", type=int, default=10000,
                    help="samples (and test images for the FID) (default: %(default)s)")
     q.add_argument("--seed", type=int, default=0, help="seed of the noise for the samples (default: %(default)s)")
+    q.add_argument("--digit", type=int, default=None,
+                   help="a conditional run: ask G for this digit only (default: every digit in turn)")
+
+    sa = sub.add_parser("sample", help="a grid of samples; a conditional run shows one row per digit (or --digit)")
+    sa.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by python -m fastgan.train")
+    sa.add_argument("--digit", type=int, default=None,
+                    help="a conditional run: every sample of this digit (default: one row of 8 per digit)")
+    sa.add_argument("--samples", type=int, default=None,
+                    help="samples in the grid (default: 64; a conditional run without --digit: 80)")
+    sa.add_argument("--seed", type=int, default=0, help="seed of the noise for the samples (default: %(default)s)")
+    sa.add_argument("--out", default=None,
+                    help="the picture to write (default: RUN_DIR/samples.png, or samples_digit_D.png)")
 
     t = sub.add_parser("train-classifier", help="train the MNIST classifier and cache it (a few minutes)")
     t.add_argument("--epochs", type=int, default=clf.EPOCHS,
@@ -65,10 +83,24 @@ def build_parser():
     return p
 
 
+MNIST_SHAPE = (1, 28, 28)
+
+
+def require_mnist(config, metric):
+    """EvalError unless the run learned MNIST at 28×28: `metric` compares with MNIST's test digits."""
+    dataset, shape = config.get("dataset", "mnist"), image_shape(config)
+    if dataset != "mnist" or shape != MNIST_SHAPE:
+        raise EvalError(f"{metric} needs MNIST-like 28×28 grayscale data (it compares with the MNIST test digits), "
+                        f"and this run trained model {config['model']} on {dataset} at {'×'.join(map(str, shape))} "
+                        "(MNIST resized to 64 is not scored either); its sample grids, losses and "
+                        "`python -m fastgan.eval time` apply")
+
+
 def run_parzen(args):
     if args.samples < 2 or (args.limit is not None and args.limit < 1):
         raise EvalError("--samples must be at least 2 and --limit at least 1")
     G, config, recipe = load_generator(args.run_dir)
+    require_mnist(config, "the Parzen estimate")
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     unit = lambda a: mnist_to_float(a, (0, 1), dtype="float64").reshape(len(a), -1)  # noqa: E731
     validation = unit(mnist.x_train[50000:51000][:args.limit])    # the first 1,000 of train[50000:60000]
@@ -93,11 +125,45 @@ def run_quality(args):
     if args.samples < 2:
         raise EvalError("--samples must be at least 2")
     G, config, recipe = load_generator(args.run_dir)
+    require_mnist(config, "the quality report (MNIST classifier: FID, Inception score, digits covered)")
+    conditional = check_digit(G, args.digit)
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     model, test_accuracy = clf.load_or_train_classifier(mnist=mnist, progress=not args.no_progress)
     evaluator = quality.QualityEvaluator.from_mnist(mnist, args.samples, model, test_accuracy)
-    report = evaluator(sample_images(G, recipe, config["nz"], evaluator.reference_images, seed=args.seed))
+    n = evaluator.reference_images
+    labels = requested_labels(n, args.digit) if conditional else None
+    report = evaluator(sample_images(G, recipe, config["nz"], n, seed=args.seed, labels=labels), labels)
     print("\n".join(quality.write_report(args.run_dir, report)))
+
+
+def check_digit(G, digit):
+    """Whether G is conditional; EvalError for a --digit it cannot take."""
+    conditional = getattr(G, "takes_labels", False)
+    if digit is not None and not conditional:
+        raise EvalError(f"--digit {digit}: this run's generator is not conditional (trained without --conditional); "
+                        "it cannot be asked for a digit")
+    if digit is not None and not 0 <= digit < NUM_CLASSES:
+        raise EvalError(f"--digit must be in [0, {NUM_CLASSES}), got {digit}")
+    return conditional
+
+
+def run_sample(args):
+    if args.samples is not None and args.samples < 1:
+        raise EvalError(f"--samples must be at least 1, got {args.samples}")
+    G, config, recipe = load_generator(args.run_dir)
+    conditional = check_digit(G, args.digit)
+    labels = None
+    if conditional and args.digit is None and args.samples is None:
+        labels = grid_labels(8).numpy()  # one row of 8 per digit
+    elif conditional:
+        labels = requested_labels(args.samples or 64, args.digit)
+    n = len(labels) if labels is not None else args.samples or 64
+    pixels = sample_images(G, recipe, config["nz"], n, seed=args.seed, labels=labels)
+    out = args.out or os.path.join(args.run_dir, "samples.png" if args.digit is None else
+                                   f"samples_digit_{args.digit}.png")
+    save_image_grid(pixels.reshape((n,) + image_shape(config)), out, nrow=8, value_range=(0.0, 1.0))
+    what = f" of digit {args.digit}" if args.digit is not None else " (a row per digit)" if labels is not None else ""
+    print(f"wrote {out}: {n} samples{what} of {config['model']} after epoch {config['trained_epochs']}")
 
 
 def run_train_classifier(args):
@@ -125,11 +191,12 @@ def run_parzen_plot(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    commands = {"parzen": run_parzen, "quality": run_quality, "train-classifier": run_train_classifier,
+    commands = {"parzen": run_parzen, "quality": run_quality, "sample": run_sample,
+                "train-classifier": run_train_classifier,
                 "time": run_time, "parzen-plot": run_parzen_plot}
     try:
         commands[args.command](args)
-    except (EvalError, clf.ClassifierError, MNISTError) as err:
+    except (EvalError, CheckpointError, clf.ClassifierError, MNISTError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

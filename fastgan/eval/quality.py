@@ -3,6 +3,8 @@
 For N samples: the class histogram, how many digits hold ≥ 1 % of them, its KL to uniform, the Inception score, and
 MNIST-FID against N test images — printed beside the real-vs-real floor (N training images against the same test
 images, same extractor, same N: FID is biased upwards at small N) and the test images' own Inception score (≈ 9.8).
+For a conditional run's samples also the per-class accuracy: the fraction the classifier assigns to the requested
+digit, overall and per digit.
 
 Both real subsets are fixed random ones (seed 0), never the first N: the first half of the MNIST test set comes from
 cleaner writers than the second, and the first 2,000 test images against the last 2,000 training images give a
@@ -18,8 +20,8 @@ from fastgan.utils.atomic import atomic_write
 
 from . import classifier as clf
 from .metrics import (class_histogram, feature_statistics, frechet_distance, inception_score, kl_to_uniform,
-                      modes_covered)
-from .runs import isolated_rng, sample_images
+                      modes_covered, per_class_accuracy)
+from .runs import isolated_rng, requested_labels, sample_images
 
 REPORT_NAME = "quality"
 SUBSET_SEED = 0
@@ -50,13 +52,19 @@ class QualityEvaluator:
         return cls(model, test_accuracy, mnist_to_float(mnist.x_test[test], (0, 1)),
                    mnist_to_float(mnist.x_train[train], (0, 1)))
 
-    def __call__(self, samples):
-        """samples: (N, 784) or (N, 1, 28, 28) pixels in [0, 1] -> the report as a dict of plain numbers."""
+    def __call__(self, samples, labels=None):
+        """samples: (N, 784) or (N, 1, 28, 28) pixels in [0, 1] -> the report as a dict of plain numbers.
+        labels: the (N,) digits a conditional G was asked for; the report then holds the per-class accuracy."""
         images = np.asarray(samples, dtype=np.float32).reshape(-1, 1, 28, 28)
         probs, features = clf.predict(self.model, images)
         histogram = class_histogram(probs, 10)
         score, score_std = inception_score(probs)
-        return {"samples": len(images), "class_histogram": [round(float(h), 5) for h in histogram],
+        accuracy = {}
+        if labels is not None:
+            overall, by_digit = per_class_accuracy(probs, np.asarray(labels), 10)
+            accuracy = {"per_class_accuracy": overall,  # None: a digit that was not requested
+                        "per_class_accuracy_by_digit": [None if np.isnan(a) else round(float(a), 5) for a in by_digit]}
+        return {**accuracy, "samples": len(images), "class_histogram": [round(float(h), 5) for h in histogram],
                 "modes_covered": modes_covered(histogram), "kl_to_uniform": kl_to_uniform(histogram),
                 "inception_score": score, "inception_score_std": score_std,
                 "mnist_fid": frechet_distance(*feature_statistics(features), *self.test_stats),
@@ -67,8 +75,14 @@ class QualityEvaluator:
 def format_report(report):
     """A short table of the report."""
     hist = " ".join(f"{d}:{100 * h:.1f}%" for d, h in enumerate(report["class_histogram"]))
+    accuracy = []
+    if "per_class_accuracy" in report:
+        digits = " ".join(f"{d}:{'-' if a is None else f'{100 * a:.1f}%'}"
+                          for d, a in enumerate(report["per_class_accuracy_by_digit"]))
+        accuracy = [f"  per-class acc.    {100 * report['per_class_accuracy']:.2f} % of the samples are the requested "
+                    f"digit", f"  by digit          {digits}"]
     return [f"Sample quality by the MNIST classifier ({report['samples']} samples, "
-            f"{report['reference_test_images']} test images)",
+            f"{report['reference_test_images']} test images)", *accuracy,
             f"  class histogram   {hist}",
             f"  modes covered     {report['modes_covered']}/10 digits with ≥ 1 % of the samples; "
             f"KL to uniform {report['kl_to_uniform']:.4f}",
@@ -123,12 +137,15 @@ class TrainingQuality:
     """
 
     def __init__(self, config, mnist, run_dir):
+        """mnist: the MNIST digits (the references), or None when the run's data is not MNIST at 28×28."""
         self.config, self.mnist, self.run_dir = config, mnist, run_dir
         self.every, self.samples = config.get("eval_every", 0), config.get("eval_samples", 0)
         self.evaluator, self.unavailable = None, False  # built on first use: classifier + reference features
 
     def after_epoch(self, G, recipe, epoch, final, metrics_path):
         periodic = self.every > 0 and (epoch + 1) % self.every == 0
+        if self.mnist is None:  # not MNIST at 28×28: the classifier's metrics do not apply
+            return
         if self.samples <= 0 or self.unavailable or not (periodic or (final and clf.cached_classifier_exists())):
             return
         with isolated_rng(self.config["seed"]):  # the training run's random stream stays where it was
@@ -139,14 +156,18 @@ class TrainingQuality:
                     print(f"quality evaluation skipped: {err}", flush=True)
                     self.unavailable = True
                     return
-            report = self.evaluator(sample_images(G, recipe, self.config["nz"], self.evaluator.reference_images,
-                                                  seed=self.config["seed"]))
+            n = self.evaluator.reference_images
+            labels = requested_labels(n) if getattr(G, "takes_labels", False) else None
+            report = self.evaluator(sample_images(G, recipe, self.config["nz"], n, seed=self.config["seed"],
+                                                  labels=labels), labels)
         if periodic:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps({"epoch": epoch, "event": "quality", "epochs_done": epoch + 1, **report}) + "\n")
             with open(metrics_path) as f:
                 plot_fid([json.loads(line) for line in f if line.strip()], os.path.join(self.run_dir, "mnist_fid.png"))
+            accuracy = (f", {100 * report['per_class_accuracy']:.1f} % the requested digit"
+                        if "per_class_accuracy" in report else "")
             print(f"epoch {epoch + 1}: MNIST-FID {report['mnist_fid']:.3f} (floor {report['mnist_fid_floor']:.3f}), "
-                  f"IS {report['inception_score']:.3f}, {report['modes_covered']}/10 digits", flush=True)
+                  f"IS {report['inception_score']:.3f}, {report['modes_covered']}/10 digits{accuracy}", flush=True)
         if final:
             print("\n".join(write_report(self.run_dir, report)), flush=True)

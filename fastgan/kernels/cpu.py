@@ -14,18 +14,19 @@ What runs natively, and what stays in NumPy:
         and a backward reuses the columns its forward computed when nothing has overwritten them (_columns).
     batch_norm_act_forward / _backward, leaky_relu_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
         native, one fused pass each (see the .cpp files for the math and the pass structure).
-The native kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
+Shapes are spelled out in full (never reshape(n, -1), which an empty batch, n = 0, cannot resolve). The native
+kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
 contiguous here, and anything else unusual (other dtypes, mixed dtypes, non-contiguous state updated in place)
 falls back to the reference implementation, so every call has the reference's semantics.
 
 Results do not depend on the number of threads (OMP_NUM_THREADS, or set_num_threads below), not even in the last
 bit: every reduction runs in a fixed order.
 
-Threads. The kernels' OpenMP threads share the cores with NumPy's OpenBLAS threads, and each pool's idle threads
-busy-wait by default. This module gives its OpenMP runtime a passive wait policy (below). OpenBLAS's workers spin
-for ~0.1 s after every threaded GEMM unless OPENBLAS_THREAD_TIMEOUT is small (e.g. 4), which must be set before
-NumPy is imported. When torch is imported before this module, the extension shares torch's libgomp (same soname)
-and its default spinning policy; GOMP_SPINCOUNT=10000, set before torch is imported, bounds that spin.
+Threads. The kernels run on OpenMP threads, and this module gives its OpenMP runtime a passive wait policy (idle
+threads sleep; below). NumPy's OpenBLAS runs its threaded GEMMs on the same threads (blas_threads.py): its own
+workers would busy-wait for ~0.1 s after every GEMM and take the cores from the kernels that follow. When torch is
+imported before this module, the extension shares torch's libgomp (same soname) and its default spinning policy;
+GOMP_SPINCOUNT=10000, set before torch is imported, bounds that spin.
 """
 import importlib
 import os
@@ -33,7 +34,7 @@ import threading
 
 import numpy as np
 
-from . import reference
+from . import blas_threads, reference
 
 
 def _load_extension():
@@ -58,6 +59,10 @@ def _load_extension():
 
 _C = _load_extension()
 
+# the libraries whose threaded work runs on the kernels' threads (blas_threads.py)
+OPENBLAS_ON_KERNEL_THREADS = ([] if os.environ.get("FASTGAN_OPENBLAS_OWN_THREADS") else
+                              blas_threads.run_jobs_with(_C.blas_threads_callback()))
+
 __all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
@@ -79,8 +84,9 @@ def _native(dtype, *arrays, inplace=()):
 
 
 def _c(a):
-    """A C-contiguous version of a read-only input (no copy when it already is)."""
-    return None if a is None else np.ascontiguousarray(a)
+    """A C-contiguous version of a read-only input, of the same shape (no copy when it already is; unlike
+    np.ascontiguousarray, which makes a 0-d array 1-d)."""
+    return None if a is None else np.require(a, requirements="C")
 
 
 _local = threading.local()
@@ -197,7 +203,7 @@ def conv2d_forward(x, weight, bias, stride, padding):
     o, kernel = weight.shape[0], weight.shape[2:]
     w2 = weight.reshape(o, -1)
     if _whole_image(x.shape, kernel, padding):
-        y = x.reshape(n, -1) @ w2.T                                      # (N, C*H*W) @ (C*H*W, O)
+        y = x.reshape(n, w2.shape[1]) @ w2.T                                      # (N, C*H*W) @ (C*H*W, O)
         if bias is not None:
             y += bias
         return y.reshape(n, o, 1, 1)
@@ -232,7 +238,7 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
         if want_dx:
             dx = (dy2 @ w2).reshape(x.shape)
         if want_dw:
-            dweight = (dy2.T @ x.reshape(n, -1)).reshape(weight.shape)
+            dweight = (dy2.T @ x.reshape(n, w2.shape[1])).reshape(weight.shape)
     elif want_dx or want_dw:
         if want_dx and _direct(x.dtype, x.shape[1], o * kernel[0] * kernel[1]):
             # dx is the transposed convolution of dy with the same weight, onto x's grid
@@ -244,7 +250,7 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
         if want_dx or want_dw:
             per_image = _per_image(w2.shape[1])
             # dY as a matrix per image (N, O, Ho*Wo), or as channel rows (O, N*Ho*Wo)
-            dy_mat = (dy.reshape(n, o, -1) if per_image else
+            dy_mat = (dy.reshape(n, o, dy.shape[2] * dy.shape[3]) if per_image else
                       _C.to_channel_rows(dy, _scratch("rows", (o, dy.size // o), dy.dtype)))
             if want_dw:  # first: the columns may still be there from the forward pass
                 cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), per_image)
@@ -284,8 +290,8 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
         return _C.direct_conv_transpose2d(x, weight, bias, tuple(stride), tuple(padding), tuple(y_shape[2:]))
     per_image = _per_image(w2.shape[1])
     # X as a matrix per image (N, Cin, H*W), or as channel rows (Cin, N*H*W)
-    x_mat = x.reshape(n, cin, -1) if per_image else _C.to_channel_rows(x, _scratch("rows", (cin, x.size // cin),
-                                                                                    x.dtype))
+    x_mat = (x.reshape(n, cin, x.shape[2] * x.shape[3]) if per_image else
+             _C.to_channel_rows(x, _scratch("rows", (cin, x.size // cin), x.dtype)))
     cols = np.matmul(w2.T, x_mat, out=_scratch("cols", x_mat.shape[:-2] + (w2.shape[1], x_mat.shape[-1]), x.dtype))
     return _C.col2im(cols, y_shape, kernel, tuple(stride), tuple(padding), bias, per_image=per_image)
 
@@ -303,7 +309,7 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
     w2 = weight.reshape(cin, -1)
     dx = dweight = dbias = None
     if _single_pixel(x, padding, output_padding):
-        dy2 = dy.reshape(n, -1)
+        dy2 = dy.reshape(n, w2.shape[1])
         if want_dx:
             dx = (dy2 @ w2.T).reshape(x.shape)
         if want_dw:
@@ -323,7 +329,7 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
             if want_dx:
                 dx = np.matmul(w2, cols).reshape(x.shape)                 # (Cin, rows) @ (N, rows, H*W)
             if want_dw:
-                dweight = _sum_over_images(x.reshape(n, cin, -1), cols).reshape(weight.shape)
+                dweight = _sum_over_images(x.reshape(n, cin, x.shape[2] * x.shape[3]), cols).reshape(weight.shape)
         else:
             if want_dx:
                 rows = np.matmul(w2, cols, out=_scratch("rows", (cin, cols.shape[1]), x.dtype))

@@ -26,9 +26,9 @@ from .. import backend
 try:
     import cupy
 except ImportError as err:
-    raise ImportError("fastgan.kernels.cuda needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)") from err
+    raise ImportError("fastgan.kernels.cuda needs CuPy (pip install -e '.[gpu-cuda12]' or '.[gpu-cuda13]')") from err
 if not backend.cuda_available():
-    raise ImportError("fastgan.kernels.cuda: CuPy finds no CUDA GPU")
+    raise ImportError(f"fastgan.kernels.cuda: {backend.cuda_status().detail}")
 try:
     cupy.cuda.nvrtc.getVersion()
 except Exception as err:  # noqa: BLE001 - a missing libnvrtc shows up as one of several error types
@@ -124,14 +124,15 @@ def _block_size(count):
 
 
 def _float_array(a, dtype, what):
-    """`a` as a C-contiguous CuPy array of `dtype` (None stays None)."""
+    """`a` as a C-contiguous CuPy array of `dtype` (None stays None; a 0-d array stays 0-d, which
+    ascontiguousarray would make 1-d)."""
     if a is None:
         return None
     if not isinstance(a, cupy.ndarray):
         raise TypeError(f"fastgan.kernels.cuda: {what} must be a CuPy array, got {type(a).__name__}")
     if a.dtype != dtype:
         raise TypeError(f"fastgan.kernels.cuda: {what} has dtype {a.dtype}, expected {dtype}")
-    return cupy.ascontiguousarray(a)
+    return a if a.flags.c_contiguous else cupy.ascontiguousarray(a)
 
 
 def _dtype_of(x):
@@ -274,7 +275,7 @@ def batch_norm_act_forward(x, weight, bias, running_mean, running_var, training,
     x = _float_array(x, dtype, "x")
     weight, bias = _float_array(weight, dtype, "weight"), _float_array(bias, dtype, "bias")
     n, c, hw = _nchw_sizes(x)
-    if training and n * hw < 2:
+    if training and n * hw == 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
     # the kernel reads and writes the running statistics as T: others (another dtype, a view) go through a copy
     stats = [s if s is None or (s.dtype == dtype and s.flags.c_contiguous) else s.astype(dtype)

@@ -226,12 +226,15 @@ def batch_norm_act_forward(x, weight, bias, running_mean, running_var, training,
     """y = act((x - mean)·rstd·γ + β), per channel over N (and H, W). Returns (y, mean, rstd), both (C,).
 
     training: batch mean and biased variance normalise x; running stats (if given) are updated in place with the
-    unbiased variance, as torch. eval: the running statistics normalise x.
+    unbiased variance, as torch. eval: the running statistics normalise x. An empty batch (no values per channel)
+    gives an empty y, as torch; in training it has no statistics: mean and rstd are NaN, the running ones stay.
     """
     axes, dtype = _reduce_axes(x), x.dtype
-    count = x.size // x.shape[1]
-    if training:
-        if count < 2:
+    count = int(np.prod([x.shape[a] for a in axes]))
+    if training and count == 0:
+        mean = var = np.full(x.shape[1], np.nan)
+    elif training:
+        if count == 1:
             raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
         # two-pass statistics, accumulated in float64 (cheap: the results are per channel)
         mean = x.mean(axis=axes, dtype=np.float64)
@@ -279,7 +282,7 @@ def batch_norm_act_backward(dy, x, weight, bias, mean, rstd, training, activatio
     dweight = (g * xhat).sum(axis=axes, dtype=np.float64)
     gamma_rstd = gamma.astype(np.float64) * rstd.astype(np.float64)
     if training:
-        m = x.size // x.shape[1]
+        m = max(int(np.prod([x.shape[a] for a in axes])), 1)  # (with no values there is no dx to correct)
         # dx = γ·rstd · (g − Σg/m − x̂·Σ(g·x̂)/m), computed in place in g
         xhat *= _channel_view((dweight / m).astype(dtype), ndim)
         g -= xhat
@@ -310,17 +313,21 @@ def leaky_relu_backward(dy, x, negative_slope):
 # ℓ(s) = -y·log σ(s) - (1-y)·log(1-σ(s)) = max(s,0) - s·y + log(1 + e^{-|s|})   (no exp of a positive number),
 # dℓ/ds = σ(s) - y, with σ(s) = 1/(1+e^{-|s|}) for s >= 0 and e^{-|s|}/(1+e^{-|s|}) for s < 0 (both stable).
 def sigmoid_bce_forward(logits, target, reduction):
-    """Fused sigmoid + binary cross-entropy: -> (loss, dloss/dlogits) for reduction "mean", "sum" or "none"."""
+    """Fused sigmoid + binary cross-entropy: -> (loss, dloss/dlogits) for reduction "mean", "sum" or "none".
+    The mean of no values is NaN, as in torch."""
+    shape = logits.shape
+    logits, target = logits.reshape(-1), target.reshape(-1)           # flat: a 0-d input gives arrays, not scalars
     e = np.exp(-np.abs(logits))                                       # in (0, 1]: never overflows
     loss = np.maximum(logits, 0) - logits * target + np.log1p(e)
     one_plus_e = 1 + e
     sigmoid = np.divide(np.where(logits >= 0, 1, e), one_plus_e, out=one_plus_e)
     dlogits = np.subtract(sigmoid, target, out=sigmoid)
+    dlogits = dlogits.reshape(shape)
     if reduction == "none":
-        return loss, dlogits
+        return loss.reshape(shape), dlogits
     if reduction == "mean":
-        dlogits /= logits.size
-        return np.asarray(loss.mean(), dtype=logits.dtype), dlogits
+        dlogits /= max(logits.size, 1)
+        return np.asarray(loss.mean() if logits.size else np.nan, dtype=logits.dtype), dlogits
     if reduction == "sum":
         return np.asarray(loss.sum(), dtype=logits.dtype), dlogits
     raise ValueError(f"unknown reduction {reduction!r}")
@@ -337,7 +344,7 @@ def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, wei
     """
     if weight_decay != 0:
         grad = grad + weight_decay * param
-    tmp = np.subtract(grad, exp_avg)                                    # m.lerp_(g, 1-β1) as torch: m + (1-β1)(g-m)
+    tmp = np.subtract(grad, exp_avg, out=np.empty_like(param))          # m.lerp_(g, 1-β1) as torch: m + (1-β1)(g-m)
     tmp *= 1 - beta1
     exp_avg += tmp
     np.multiply(grad, grad, out=tmp)

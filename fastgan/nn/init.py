@@ -1,11 +1,18 @@
-"""Weight initialisation, drawing from fastgan's global generator (so `manual_seed` makes it reproducible)."""
+"""Weight initialisation, drawing from fastgan's global generator (so `manual_seed` makes it reproducible).
+
+Each function takes a Tensor (e.g. `m.weight`) or the array it holds (`m.weight.data`, as older torch code writes
+it) and fills it in place."""
 import numpy as np
 
 from .. import backend
 from ..random import generator
+from ..tensor import Tensor
 
 
 def _fill(tensor, values):
+    if not isinstance(tensor, Tensor):  # the array itself, e.g. m.weight.data: written through
+        tensor[...] = backend.xp(tensor).asarray(values.astype(tensor.dtype, copy=False))
+        return tensor
     tensor.data = backend.xp(tensor.data).asarray(values.astype(tensor.dtype, copy=False))
     return tensor
 
@@ -20,6 +27,14 @@ def uniform_(tensor, low=0.0, high=1.0):
 
 def constant_(tensor, value):
     return _fill(tensor, np.full(tensor.shape, value))
+
+
+def zeros_(tensor):
+    return constant_(tensor, 0.0)
+
+
+def ones_(tensor):
+    return constant_(tensor, 1.0)
 
 
 def fan_in(weight):

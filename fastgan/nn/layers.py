@@ -120,6 +120,13 @@ class _Stateless(Module):
 class ReLU(_Stateless):
     op = staticmethod(F.relu)
 
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace  # accepted for torch code, but fastgan never overwrites its input: a new array
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
 
 class Tanh(_Stateless):
     op = staticmethod(F.tanh)
@@ -130,9 +137,10 @@ class Sigmoid(_Stateless):
 
 
 class LeakyReLU(Module):
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         self.negative_slope = negative_slope
+        self.inplace = inplace  # accepted for torch code, but fastgan never overwrites its input: a new array
 
     def forward(self, x):
         return F.leaky_relu(x, self.negative_slope)

@@ -52,6 +52,13 @@ class Module:
     def modules(self):
         return [m for _, m in self.named_modules()]
 
+    def apply(self, fn):
+        """Call fn(m) on every sub-module and then on this one (as torch: e.g. a custom initialisation)."""
+        for child in self._modules.values():
+            child.apply(fn)
+        fn(self)
+        return self
+
     def named_parameters(self):
         for prefix, module in self.named_modules():
             for name, p in module._parameters.items():

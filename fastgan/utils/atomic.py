@@ -4,20 +4,24 @@ Every file fastgan writes that someone may read later (the MNIST cache, checkpoi
 goes through :func:`atomic_write`: the data is written to a temporary file in the same directory, flushed and
 fsync'ed, and only then renamed onto the final name with :func:`os.replace`. A reader therefore sees either the
 old file or the complete new one, never a half-written file, even if the process is killed mid-write; on any
-error the temporary file is removed and the final path is left untouched.
+error the temporary file is removed and the final path is left untouched. Only a process killed outright (SIGKILL,
+a power cut) leaves its temporary file behind: :func:`leftover_temporary_files` finds such files.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from typing import IO, Iterator
 
 import numpy as np
 
-__all__ = ["atomic_write", "atomic_save_npz"]
+__all__ = ["atomic_write", "atomic_save_npz", "leftover_temporary_files"]
 
 _WRITE_MODES = {"w", "wt", "wb"}
+# atomic_write's temporary name for FINAL: ".FINAL." + mkstemp's 8 random characters + ".tmp"
+_TEMPORARY_NAME = re.compile(r"\.(?P<final>.+)\.[a-z0-9_]{8}\.tmp")
 
 
 def _umask() -> int:
@@ -102,6 +106,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", encoding: str | None
             os.unlink(tmp)
         raise
     _fsync_dir(directory)
+
+
+def leftover_temporary_files(directory: str | os.PathLike) -> list[tuple[str, str]]:
+    """(path, final name) of each temporary file atomic_write left in ``directory`` (its writer was killed)."""
+    found = []
+    for entry in sorted(os.listdir(directory)):
+        match = _TEMPORARY_NAME.fullmatch(entry)
+        if match and os.path.isfile(os.path.join(directory, entry)):
+            found.append((os.path.join(directory, entry), match["final"]))
+    return found
 
 
 def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -8,8 +8,10 @@
     reduce.py          per-channel sums and partial-sum reductions the others share
     _carrier.py        array ("carrier") handling and launches: CuPy on a GPU, torch tensors under the interpreter
 
-Importing raises ImportError (so dispatch treats the implementation as unavailable) when triton is missing, or
-when there is neither a GPU that CuPy sees nor TRITON_INTERPRET=1 (Triton's CPU interpreter, used by the tests).
+Importing raises ImportError (so dispatch treats the implementation as unavailable, and says why) when triton is
+missing; when there is neither a GPU that fastgan can use (backend.cuda_available) nor TRITON_INTERPRET=1 (Triton's
+CPU interpreter, used by the tests); or when Triton itself cannot launch on the GPU: Triton 3.6's CUDA driver is
+active only beside a CUDA build of torch, and without one every launch would fail with "0 active drivers".
 """
 import os
 
@@ -20,8 +22,14 @@ except ImportError as err:
 
 from fastgan import backend
 
-if os.environ.get("TRITON_INTERPRET", "") != "1" and not backend.cuda_available():
-    raise ImportError("fastgan.kernels.triton needs a CUDA GPU visible to CuPy (or TRITON_INTERPRET=1)")
+if os.environ.get("TRITON_INTERPRET", "") != "1":
+    if not backend.cuda_available():
+        raise ImportError(f"fastgan.kernels.triton needs a GPU that fastgan can use (or TRITON_INTERPRET=1): "
+                          f"{backend.cuda_status().detail}")
+    from ._carrier import gpu_driver_problem
+    _problem = gpu_driver_problem()
+    if _problem is not None:
+        raise ImportError(f"fastgan.kernels.triton: {_problem}")
 
 from .activation import leaky_relu_backward, leaky_relu_forward  # noqa: E402
 from .adam import adam_step, sgd_step  # noqa: E402

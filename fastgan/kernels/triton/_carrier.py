@@ -4,10 +4,17 @@ On a GPU the arrays are CuPy arrays. Under TRITON_INTERPRET=1 (the CPU tests) th
 the interpreter copies kernel arguments through torch's storage API. Every wrapper in this package takes carriers,
 allocates its outputs with `empty` (the same kind, device and dtype as an input) and launches through `launch`,
 which hands Triton something it can read a pointer and a dtype from. torch is imported only when a torch tensor was
-passed in, i.e. only in tests; fastgan never imports it otherwise.
+passed in, i.e. only in tests; fastgan never imports it otherwise (Triton 3.6's GPU driver does: see
+gpu_driver_problem).
+
+Triton launches on the stream its GPU driver calls current (torch's current stream when torch is loaded, else the
+device's default stream), which fastgan cannot pass in; CuPy allocates and computes on CuPy's current stream. So
+every GPU launch checks that the two are the same stream on the same device, and refuses otherwise: a kernel on
+another stream could read an array before CuPy has finished writing it.
 """
 import importlib
 import os
+import sys
 
 import numpy as np
 import triton
@@ -62,6 +69,13 @@ def empty(like, shape):
     return _module(like).empty(tuple(shape), dtype=like.dtype)
 
 
+def zeros(like, shape):
+    """As `empty`, filled with zeros."""
+    if _is_torch(like):
+        return _module(like).zeros(tuple(shape), dtype=like.dtype, device=like.device)
+    return _module(like).zeros(tuple(shape), dtype=like.dtype)
+
+
 def numel(a):
     """The number of elements of a carrier (torch's .size is a method, CuPy's an int)."""
     return a.numel() if _is_torch(a) else a.size
@@ -95,8 +109,47 @@ def dot_precision(a):
     return "tf32" if TF32 and float_dtype(a) == "float32" else "ieee"
 
 
+def gpu_driver_problem():
+    """None when Triton has an active GPU driver here, else why not (one line). Triton's CUDA driver is "active" in
+    Triton 3.6 only when a CUDA build of torch is importable (it launches through torch's CUDA runtime); Triton
+    3.9 also finds the CUDA driver without torch."""
+    from triton.runtime import driver
+    try:
+        driver.active.get_current_device()
+        return None
+    except Exception as err:  # noqa: BLE001 - "0 active drivers", a missing libcuda, ...: Triton cannot launch
+        torch = sys.modules.get("torch")
+        seen = (f"torch {torch.__version__} is loaded with CUDA {torch.version.cuda}, "
+                f"torch.cuda.is_available() = {torch.cuda.is_available()}" if torch is not None else
+                "torch is not loaded")
+        return (f"Triton {triton.__version__} cannot launch on the GPU: {type(err).__name__}: "
+                f"{str(err).splitlines()[0][:200]} ({seen}). Triton 3.6 needs a CUDA build of torch for its GPU "
+                "driver; install one, or a Triton that launches without torch")
+
+
+def check_cupy_stream():
+    """Raise unless Triton's current device and stream are CuPy's (see the top of this file)."""
+    cupy = sys.modules["cupy"]   # a GPU launch has CuPy arrays, so CuPy is loaded
+    from triton.runtime import driver
+    device = cupy.cuda.runtime.getDevice()
+    if driver.active.get_current_device() != device:
+        raise RuntimeError(f"fastgan.kernels.triton: Triton would launch on GPU {driver.active.get_current_device()}"
+                           f", but CuPy's current device is GPU {device}; select the same device in both (torch."
+                           "cuda.set_device where torch is loaded)")
+    theirs, ours = driver.active.get_current_stream(device), cupy.cuda.get_current_stream().ptr
+    if theirs != ours:
+        raise RuntimeError(f"fastgan.kernels.triton: Triton would launch on stream {theirs:#x}, but CuPy's current "
+                           f"stream is {ours:#x}; run fastgan's Triton kernels on CuPy's default stream, or make "
+                           "the stream current in torch too (torch.cuda.ExternalStream) where torch is loaded")
+
+
 def launch(kernel, grid, *args, num_warps=4, **constexprs):
-    """kernel[grid](*args, **constexprs), carriers converted to pointers (None stays None: an unused pointer)."""
+    """kernel[grid](*args, **constexprs), carriers converted to pointers (None stays None: an unused pointer).
+    A grid without programs (an empty batch) launches nothing: there is nothing to compute, and CUDA refuses it."""
+    if 0 in tuple(grid):
+        return
+    if not INTERPRETED:
+        check_cupy_stream()
     kernel[grid](*(_pointer(a) if a is not None and not isinstance(a, (int, float)) else a for a in args),
                  num_warps=num_warps, **constexprs)
 

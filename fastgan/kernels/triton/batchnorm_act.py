@@ -40,16 +40,17 @@ def _forward_kernel(x_ptr, w_ptr, b_ptr, rmean_ptr, rvar_ptr, y_ptr, mean_ptr, r
                     HAS_RUNNING_MEAN: tl.constexpr, HAS_RUNNING_VAR: tl.constexpr, ACTIVATION: tl.constexpr,
                     BLOCK: tl.constexpr):
     """Program c: mean and rstd of channel c (batch statistics when training, running ones in eval), the running
-    statistics' update (unbiased variance), then y = act((x - mean)·rstd·γ + β) over the channel."""
+    statistics' update (unbiased variance), then y = act((x - mean)·rstd·γ + β) over the channel. An empty batch
+    (COUNT = 0) has no statistics: mean and rstd come out NaN (0/0) and the running statistics stay."""
     c = tl.program_id(0)
     dtype = y_ptr.dtype.element_ty
     momentum, eps, slope = carrier.scalar(momentum, dtype), carrier.scalar(eps, dtype), carrier.scalar(slope, dtype)
     if TRAINING:
         mean = channel_moment(x_ptr, c, C, HW, COUNT, 0.0, 1, BLOCK) / COUNT
         var = channel_moment(x_ptr, c, C, HW, COUNT, mean, 2, BLOCK) / COUNT
-        if HAS_RUNNING_MEAN:
+        if HAS_RUNNING_MEAN and COUNT > 0:
             tl.store(rmean_ptr + c, tl.load(rmean_ptr + c) * (1 - momentum) + momentum * mean)
-        if HAS_RUNNING_VAR:
+        if HAS_RUNNING_VAR and COUNT > 0:
             unbiased = var * COUNT / (COUNT - 1)
             tl.store(rvar_ptr + c, tl.load(rvar_ptr + c) * (1 - momentum) + momentum * unbiased)
     else:
@@ -125,7 +126,7 @@ def batch_norm_act_forward(x, weight, bias, running_mean, running_var, training,
     carrier.require_contiguous(running_mean, "running_mean")
     carrier.require_contiguous(running_var, "running_var")
     c, hw, count, block = _layout(x)
-    if training and count < 2:
+    if training and count == 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input "
                          f"{tuple(x.shape)}")
     if not training and (running_mean is None or running_var is None):

@@ -10,7 +10,8 @@ Three kernels serve all six operations (a transposed convolution is the adjoint 
     _correlate_adjoint_kernel  out = col2im(Wᵀ · g)           conv2d dx,       conv_transpose2d forward
     _weight_grad_kernel        dW = g · cols(u)ᵀ              conv2d dW (g=dy, u=x), conv_transpose2d dW (g=x, u=dy)
 
-and reduce.channel_sum gives both dbias. Accumulation is fp32 for float32 arrays and fp64 for float64. tl.dot runs
+and reduce.channel_sum gives both dbias. Accumulation is fp32 for float32 arrays and fp64 for float64 (each tl.dot
+names its accumulator's dtype as out_dtype: Triton 3.6 refuses an fp64 accumulator otherwise). tl.dot runs
 with input_precision "ieee" unless FASTGAN_TRITON_TF32=1 (then float32 tiles use TF32 tensor cores; see _carrier).
 Offsets are int32: arrays must have fewer than 2**31 elements.
 """
@@ -22,8 +23,10 @@ from .reduce import channel_sum, sum_rows
 
 __all__ = ["conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward"]
 
-# the weight gradient splits its long reduction (over N·Ho·Wo pixels) until about this many programs run
-_WEIGHT_GRAD_PROGRAMS = 4 if carrier.INTERPRETED else 256
+# the weight gradient splits its long reduction (over N·Ho·Wo pixels) until about this many programs run; the
+# interpreter runs programs one by one, so the CPU tests use few (tests/test_triton_kernels.py also runs the GPU's)
+GPU_WEIGHT_GRAD_PROGRAMS = 256
+_WEIGHT_GRAD_PROGRAMS = 4 if carrier.INTERPRETED else GPU_WEIGHT_GRAD_PROGRAMS
 
 
 # --- the index math, in one place ----------------------------------------------------------------------------
@@ -83,7 +86,7 @@ def _correlate_kernel(u_ptr, w_ptr, b_ptr, y_ptr, N, C, H, W, O, HO, WO, KH, KW,
         a = _im2col(u_ptr, pix[:, None], tap[None, :], npix, ntap, C, H, W, HO, WO, KH, KW, SH, SW, PH, PW)
         b = tl.load(w_ptr + och[None, :] * ntap + tap[:, None], mask=(tap[:, None] < ntap) & (och[None, :] < O),
                     other=0.0)
-        acc = tl.dot(a, b, acc, input_precision=PRECISION)
+        acc = tl.dot(a, b, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     if HAS_BIAS:
         acc += tl.load(b_ptr + och, mask=och < O, other=0.0)[None, :]
     n, p, q = _split_pixel(pix, HO, WO)
@@ -119,7 +122,7 @@ def _correlate_adjoint_kernel(g_ptr, w_ptr, b_ptr, out_ptr, N, C, H, W, O, HG, W
         i, j = rh + SH * t, rw + SW * s
         weights = tl.load(w_ptr + ((o[:, None] * C + och[None, :]) * KH + i[:, None]) * KW + j[:, None],
                           mask=(tap[:, None] < ntap) & (och[None, :] < C), other=0.0)
-        acc = tl.dot(gathered, weights, acc, input_precision=PRECISION)
+        acc = tl.dot(gathered, weights, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     if HAS_BIAS:
         acc += tl.load(b_ptr + och, mask=och < C, other=0.0)[None, :]
     h, w = h0 + SH * u, w0 + SW * v
@@ -146,7 +149,7 @@ def _weight_grad_kernel(g_ptr, u_ptr, part_ptr, N, C, H, W, O, HO, WO, KH, KW, S
         rows = tl.load(g_ptr + ((n[None, :] * O + och[:, None]) * HO + p[None, :]) * WO + q[None, :],
                        mask=(pix[None, :] < stop) & (och[:, None] < O), other=0.0)
         cols = _im2col(u_ptr, pix[:, None], tap[None, :], stop, ntap, C, H, W, HO, WO, KH, KW, SH, SW, PH, PW)
-        acc = tl.dot(rows, cols, acc, input_precision=PRECISION)
+        acc = tl.dot(rows, cols, acc, input_precision=PRECISION, out_dtype=acc.dtype)
     out = split * O * ntap + och[:, None] * ntap + tap[None, :]
     tl.store(part_ptr + out, acc, mask=(och[:, None] < O) & (tap[None, :] < ntap))
 
@@ -186,16 +189,23 @@ def _correlate_adjoint(g, weight, bias, stride, padding, out_hw):
     return out
 
 
+def weight_grad_splits(npix, tiles, block_k):
+    """(splits, pixels per split) for a weight gradient of `tiles` output tiles summing over npix pixels: about
+    _WEIGHT_GRAD_PROGRAMS programs in all, each split a whole number of block_k steps (the last may be shorter)."""
+    splits = max(1, min(triton.cdiv(npix, block_k), _WEIGHT_GRAD_PROGRAMS // tiles))
+    per_split = triton.cdiv(triton.cdiv(npix, splits), block_k) * block_k
+    return triton.cdiv(npix, per_split), per_split
+
+
 def _weight_grad(g, u, weight_shape, stride, padding):
     """dW (O, C, kh, kw) = g·cols(u)ᵀ: g (N, O, Ho, Wo) is the gradient at the correlation's output, u its input."""
     (n, o, ho, wo), (_, c, h, w), (kh, kw) = g.shape, u.shape, weight_shape[2:]
     (sh, sw), (ph, pw) = stride, padding
     npix, ntap = n * ho * wo, c * kh * kw
+    if npix == 0:  # an empty batch: a sum of no products
+        return carrier.zeros(g, weight_shape)
     bm, bn, bk = _block(o, 64), _block(ntap, 64), _block(npix, 32)
-    tiles = triton.cdiv(o, bm) * triton.cdiv(ntap, bn)
-    splits = max(1, min(triton.cdiv(npix, bk), _WEIGHT_GRAD_PROGRAMS // tiles))
-    per_split = triton.cdiv(triton.cdiv(npix, splits), bk) * bk
-    splits = triton.cdiv(npix, per_split)
+    splits, per_split = weight_grad_splits(npix, triton.cdiv(o, bm) * triton.cdiv(ntap, bn), bk)
     part = carrier.empty(g, weight_shape if splits == 1 else (splits, o * ntap))
     carrier.launch(_weight_grad_kernel, (triton.cdiv(o, bm), triton.cdiv(ntap, bn), splits),
                    g, u, part, n, c, h, w, o, ho, wo, kh, kw, sh, sw, ph, pw, per_split,
