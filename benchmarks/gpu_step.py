@@ -89,35 +89,17 @@ def fastgan_steps(cupy):
 
 
 def torch_steps(torch):
-    """The same step in torch; d_grads_in_g_step: G's backward also computes D's weight gradients (the usual loop)."""
-    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    """The same step in torch (tests/test_dcgan_step.py); d_grads_in_g_step: G's backward also computes D's weight
+    gradients (the usual loop). With readbacks "stats", as many host read-backs as fastgan's train_step makes."""
+    from test_dcgan_step import torch_train_step_tensors
 
     def step(G, D, opt_g, opt_d, real, z, readbacks, d_grads_in_g_step=False):
-        opt_d.zero_grad()
-        out_real = D(real)
-        loss_real = bce(out_real, torch.ones_like(out_real))
-        loss_real.backward()
-        fake = G(z)
-        out_fake = D(fake.detach())
-        loss_fake = bce(out_fake, torch.zeros_like(out_fake))
-        loss_fake.backward()
-        opt_d.step()
-        opt_g.zero_grad()
-        d_params = list(D.parameters())
-        if not d_grads_in_g_step:
-            for p in d_params:
-                p.requires_grad_(False)
-        out = D(fake)
-        loss_g = bce(out, torch.ones_like(out))
-        loss_g.backward()
-        for p in d_params:
-            p.requires_grad_(True)
-        opt_g.step()
+        losses, outputs = torch_train_step_tensors(G, D, opt_g, opt_d, real, z, d_grads_in_g_step)
         if readbacks == "none":
             torch.cuda.synchronize()
             return None
-        stats = [loss_real.item(), loss_fake.item(), loss_g.item()] + \
-            [mean_sigmoid_on_host(o.detach().cpu().numpy()) for o in (out_real, out_fake, out)]
+        stats = [loss.item() for loss in losses] + \
+            [mean_sigmoid_on_host(o.detach().cpu().numpy()) for o in outputs]
         return stats[0] + stats[1], stats[2]
     return step
 

@@ -62,9 +62,10 @@ def twin_dcgans(dtype=np.float32, model="dcgan", **options):
     return (G, D, *adams), (tG, tD, *torch_adams)
 
 
-def torch_train_step(G, D, opt_g, opt_d, real, z, d_weight_grads_in_g_step=True):
+def torch_train_step_tensors(G, D, opt_g, opt_d, real, z, d_weight_grads_in_g_step=True):
     """The DCGAN examples' step. Their G step also computes D's weight gradients (then discarded: the next D step
-    zeroes them); d_weight_grads_in_g_step=False freezes D there instead, as fastgan.gan.train_step does."""
+    zeroes them); d_weight_grads_in_g_step=False freezes D there instead, as fastgan.gan.train_step does.
+    Returns the three losses and D's three outputs as torch tensors, nothing read back to the host."""
     bce = torch.nn.functional.binary_cross_entropy_with_logits
     opt_d.zero_grad()
     out_real = D(real)
@@ -82,6 +83,13 @@ def torch_train_step(G, D, opt_g, opt_d, real, z, d_weight_grads_in_g_step=True)
     loss_g.backward()
     D.requires_grad_(True)
     opt_g.step()
+    return (loss_real, loss_fake, loss_g), (out_real, out_fake, out)
+
+
+def torch_train_step(G, D, opt_g, opt_d, real, z, d_weight_grads_in_g_step=True):
+    """torch_train_step_tensors -> (D's loss, G's loss) as floats."""
+    (loss_real, loss_fake, loss_g), _ = torch_train_step_tensors(G, D, opt_g, opt_d, real, z,
+                                                                 d_weight_grads_in_g_step)
     return (loss_real + loss_fake).item(), loss_g.item()
 
 

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from conftest import load_checkpoint
+from test_train_cli import assert_same_weights
 from fastgan import train
 from fastgan.eval import __main__ as eval_cli
 
@@ -40,13 +41,6 @@ def make_folder(root, count=16):
     return root
 
 
-def same_weights(a, b):
-    a, b = load_checkpoint(a), load_checkpoint(b)
-    assert a["epoch"] == b["epoch"]
-    for key in ("G", "D"):
-        for name in a[key]:
-            np.testing.assert_array_equal(a[key][name], b[key][name], err_msg=f"{key}.{name}")
-
 
 def test_dcgan64_on_fake_data(tmp_path, capsys, quick):
     out = str(tmp_path / "run")
@@ -74,7 +68,7 @@ def test_dcgan64_on_a_folder_resumes_exactly_and_refuses_a_changed_folder(tmp_pa
     assert train_on("folder", *common, "--epochs", "2", "--out", straight) == 0
     assert train_on("folder", *common, "--epochs", "1", "--out", resumed) == 0
     assert train_on("folder", "--resume", resumed, "--epochs", "2") == 0
-    same_weights(straight, resumed)
+    assert_same_weights(straight, resumed)
     config = json.load(open(os.path.join(straight, "config.json")))
     assert config["nc"] == 1 and config["data_fingerprint"].startswith("folder-")
     assert Image.open(os.path.join(straight, "real_samples.png")).mode == "L"
