@@ -15,11 +15,13 @@ and each is first compared with fastgan/kernels/reference.py run in float64, the
                       the DCGAN's layers extrapolated from that rate)
     2 im2col + GEMM   fastgan/kernels/reference.py, the specification: NumPy copies every patch into a column
                       matrix (im2col), and one BLAS matrix product does all the arithmetic
-    3 native im2col   fastgan/kernels/cpu.py with FASTGAN_CONV=im2col: the copies in C++ (csrc/cpu/im2col.cpp,
-                      per-image products for thin layers), the product still NumPy's BLAS
-    4 direct tile     fastgan/kernels/cpu.py with FASTGAN_CONV=direct: csrc/cpu/direct_conv.cpp sums each output
+    3 native im2col   fastgan/kernels/cpu.py under use_conv("im2col") (FASTGAN_CONV=im2col does it for a whole
+                      run): the copies in C++ (csrc/cpu/im2col.cpp, per-image products for thin layers), the
+                      product still NumPy's BLAS
+    4 direct tile     fastgan/kernels/cpu.py under use_conv("direct"): csrc/cpu/direct_conv.cpp sums each output
                       tile of 64 channels × 7 pixels in 28 of the 32 AVX-512 registers (register_tile.h), straight
-                      from the image: no column matrix at all. Skipped, with the reason, on CPUs without AVX-512.
+                      from the image: no column matrix at all (direct_weight_grad.cpp likewise for dW). Skipped,
+                      with the reason, on CPUs without AVX-512.
 The shapes are the DCGAN's strided layers (fastgan/models/dcgan.py, kernel 4, stride 2, padding 1): D's two
 convolutions, and G's two transposed convolutions as the convolutions they are the adjoints of. G's 256→128 layer
 (7×7 → 14×14) is conv 128→256 (14×14 → 7×7) read backwards: G's forward pass is that conv's dx, G's input gradient
@@ -188,14 +190,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--batch", type=int, default=128, help="the DCGAN layers' batch (default: the train step's)")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per op and rung (their median counts)")
-    parser.add_argument("--small", action="store_true", default=bool(os.environ.get("FASTGAN_EXAMPLE_SMALL")),
+    parser.add_argument("--small", action="store_true", default=os.environ.get("FASTGAN_EXAMPLE_SMALL", "0") != "0",
                         help="batch 2 and one timed call: seconds, for CI (also FASTGAN_EXAMPLE_SMALL=1)")
     args = parser.parse_args()
     batch, repeats = (2, 1) if args.small else (args.batch, args.repeats)
     rng = np.random.default_rng(0)
     ladder = rungs()
-    print("float32 convolutions, kernel 4, stride 2, padding 1; error = max |rung − reference in float64| / max |it|;")
-    print("speed-up = over the rung before")
+    print("float32 convolutions, kernel 4, stride 2, padding 1; speed-up: over the rung before;")
+    print("error: max |rung − reference| / max |reference|, the reference run in float64")
     for name, _, skipped in ladder:
         if skipped:
             print(f"rung {name} is skipped: {skipped}")
