@@ -47,9 +47,9 @@ OPS = ("y", "dx", "dW")
 # --- rung 1: the definition, as loops ------------------------------------------------------------------------------
 # y[b, o, p, q] = Σ_{c, i, j} x[b, c, r, t] · W[o, c, i, j],  r = p·s + i − pad, t = q·s + j − pad  (taps that land in
 # the padding add nothing). For a loss L with dy = dL/dy, each term x[b, c, r, t] · W[o, c, i, j] contributes
-#   dL/dx[b, c, r, t] += W[o, c, i, j] · dy[b, o, p, q]      and      dL/dW[o, c, i, j] += x[b, c, r, t] · dy[b, o, p, q].
+#   dL/dx[b, c, r, t] += W[o, c, i, j] · dy[b, o, p, q]    and    dL/dW[o, c, i, j] += x[b, c, r, t] · dy[b, o, p, q].
 def taps(x_shape, w_shape):
-    """Every term of the sum: the indices (b, o, p, q, c, i, j) and the input pixel (r, t) it reads."""
+    """Every term of the sum: the indices (b, o, p, q, c, i, j) and the input pixel (r, t) it reads (inside x)."""
     (n, c, h, w), (o, _, kh, kw) = x_shape, w_shape
     (s, _), (pad, _) = STRIDE, PADDING
     ho, wo = (h + 2 * pad - kh) // s + 1, (w + 2 * pad - kw) // s + 1
@@ -174,7 +174,7 @@ def climb(title, x, w, dy, ladder, repeats, naive_rates=None):
             if ops is NAIVE and naive_rates:  # far too slow here: the check shape's rate
                 ms, mark, err = 1e3 * flop / 2 / naive_rates[op], "~", "—"
             else:
-                err = error(ops[op](x, w, dy), expected[op])        # validated before it is timed
+                err = error(ops[op](x, w, dy), expected[op])  # validated before it is timed
                 assert err < 1e-4, f"{name} computes {op} wrong: relative error {err:.2g}"
                 ms, mark, err = median_ms(ops[op], (x, w, dy), repeats), "", f"{err:.1e}"
                 if ops is NAIVE:
