@@ -5,6 +5,7 @@
     python benchmarks/train_step.py --batch-size 64 --steps 30 --impl reference
     python benchmarks/train_step.py --model mlp     # the 2014 paper's MLP GAN (simultaneous SGD step), batch 100
     python benchmarks/train_step.py --model dcgan64 # the DCGAN tutorial's 64×64 RGB model (ngf = ndf = 64)
+    FASTGAN_CONV=im2col python benchmarks/train_step.py   # no direct convolutions (=direct: every one direct)
 
 Both engines train the same model (same weights, batch and noise) with the same number of threads; the first steps
 are checked to agree before anything is timed (the MLP GAN's with D's dropout off: the engines draw different
@@ -131,6 +132,8 @@ def main():
 
     iters = epoch_images // n
     impl = args.impl or ",".join(sorted(set(dispatch.describe("cpu").values())))
+    if "cpu" in impl.split(","):  # how its float32 convolutions ran: FASTGAN_CONV=auto|im2col|direct
+        impl = impl.replace("cpu", f"cpu (FASTGAN_CONV={dispatch.implementation('cpu').conv_choice()})")
     order = "NumPy imported before fastgan" if args.numpy_first else "fastgan imported before NumPy"
     print(f"{title} training step, batch {n}, {args.threads} threads, fastgan kernels: {impl}; {order}")
     print(f"{'variant':48s} {'ms/step':>9s} {'img/s':>8s} {'s/epoch':>8s}")

@@ -6,6 +6,10 @@ loss at its extremes, several optimiser steps, the fallbacks, and results that d
 (The torch-oracle tests in test_ops_*.py run the same kernels through the functional layer via the impl fixture.)
 """
 import contextlib
+import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -96,17 +100,64 @@ CONV_CASES = [
 ]
 
 
-@pytest.fixture(params=["channel_rows", "per_image", "direct"])
+@pytest.fixture(params=["auto", "im2col-channel-rows", "im2col-per-image", "direct"])
 def layout(request, monkeypatch):
-    """Every way the cpu kernels compute a convolution, on every case: im2col + one GEMM over the batch, im2col +
-    per-image GEMMs, and (float32 on AVX-512; float64 then takes the channel-rows path) the direct kernel."""
-    if request.param == "direct" and not C._DIRECT:
-        pytest.skip("the direct convolution needs AVX-512")
-    monkeypatch.setattr(C, "_per_image", lambda rows: request.param == "per_image")
-    monkeypatch.setattr(C, "_direct", lambda dtype, vector_channels, reduction:
-                        request.param == "direct" and dtype == np.float32)
+    """Every way the cpu kernels compute a convolution, on every case, chosen as FASTGAN_CONV chooses (use_conv):
+    this CPU's automatic choice, im2col + one GEMM over the batch, im2col + per-image GEMMs, and (float32 on
+    AVX-512; float64 then takes the channel-rows path) the direct kernel for every convolution."""
+    choice = request.param.split("-")[0]
+    if choice == "direct" and not C._DIRECT:
+        pytest.skip("FASTGAN_CONV=direct needs the direct convolutions, which need AVX-512; this CPU has none")
+    if choice != "auto":
+        monkeypatch.setattr(C, "_per_image", lambda rows: request.param == "im2col-per-image")
     C.release_workspace()
-    return request.param
+    with C.use_conv(choice):
+        yield request.param
+
+
+def test_conv_choice_decides_the_direct_path(monkeypatch):
+    """FASTGAN_CONV / use_conv: im2col never runs the direct kernels, direct runs them for every float32
+    convolution, auto where the channels fill vectors and the reduction is more than one channel's window."""
+    monkeypatch.setattr(C, "_DIRECT", True)   # the decision only: no kernel runs here
+    cases = [(np.float32, 64, 1024), (np.float32, 1, 16), (np.float32, 16, 33), (np.float32, 15, 1024),
+             (np.float64, 64, 1024)]
+    expected = {"auto": [True, False, True, False, False], "im2col": [False] * 5,
+                "direct": [True, True, True, True, False]}
+    for choice, wanted in expected.items():
+        with C.use_conv(choice):
+            assert C.conv_choice() == choice
+            assert [C._direct(*case) for case in cases] == wanted, choice
+    monkeypatch.setattr(C, "_DIRECT", False)  # a CPU without AVX-512: never direct
+    assert not any(C._direct(*case) for case in cases)
+
+
+def test_conv_choice_errors(monkeypatch):
+    with pytest.raises(ValueError, match=r"^use_conv='gemm': expected one of auto, im2col, direct"), \
+            C.use_conv("gemm"):
+        pass
+    monkeypatch.setattr(C, "_DIRECT", False)
+    with pytest.raises(RuntimeError, match=r"^use_conv=direct: this CPU has no AVX-512"), C.use_conv("direct"):
+        pass
+    assert C.conv_choice() == C._conv_choices[0]  # a refused choice leaves the one before in force
+
+
+@pytest.mark.parametrize("setting", ["im2col", "direct", "bogus"])
+def test_fastgan_conv_from_the_environment(setting):
+    """`FASTGAN_CONV=... python -m fastgan.kernels` shows the choice, or stops with the one-line error."""
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, FASTGAN_CONV=setting,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "fastgan.kernels"], capture_output=True, text=True, env=env,
+                          cwd=root, timeout=120, check=False)
+    if setting == "bogus":
+        error = "ValueError: FASTGAN_CONV='bogus': expected one of auto, im2col, direct"
+    elif setting == "direct" and not C._DIRECT:
+        error = "RuntimeError: FASTGAN_CONV=direct: this CPU has no AVX-512"
+    else:
+        assert done.returncode == 0, done.stderr
+        assert f"float32 convolutions on the cpu: FASTGAN_CONV={setting}: " in done.stdout
+        return
+    assert done.returncode != 0 and done.stderr.strip().splitlines()[-1].startswith(error), done.stderr
 
 
 def conv_inputs(rng, dtype, n, cin, h, w, cout, k, transposed, with_bias):

@@ -12,4 +12,7 @@ for device in ("cpu", "cuda") if dispatch.available("cuda") else ("cpu",):
         print(f"  {op:32s} {impl}")
 cpu = dispatch.implementation("cpu")
 if cpu is not None:
-    print("float32 convolutions on the cpu: " + ("direct (AVX-512)" if cpu._DIRECT else "im2col + BLAS (no AVX-512)"))
+    how = {"auto": "direct where the channels fill AVX-512 vectors, else im2col + BLAS" if cpu._DIRECT else
+           "im2col + BLAS (this CPU has no AVX-512 for the direct kernels)",
+           "im2col": "im2col + BLAS", "direct": "direct (AVX-512)"}
+    print(f"float32 convolutions on the cpu: FASTGAN_CONV={cpu.conv_choice()}: {how[cpu.conv_choice()]}")

@@ -5,7 +5,8 @@ Importing this module raises ImportError when fastgan._C was not built; fastgan.
 What runs natively, and what stays in NumPy:
     conv2d / conv_transpose2d in float32 on AVX-512 CPUs, when the channels fill vectors (_direct): direct
         convolutions, their input gradients and weight gradients (direct_conv.cpp, direct_weight_grad.cpp), with
-        no column matrices at all. Everything else takes the im2col path:
+        no column matrices at all. FASTGAN_CONV=im2col|direct (or `with use_conv(...)`) overrides that choice.
+        Everything else takes the im2col path:
     im2col / col2im, the NCHW <-> channel-rows transposes (with the bias added in the same copy), per-channel sums
         native; the GEMMs between them stay on NumPy's BLAS (`@`), exactly the reference's GEMMs. Two common
         shapes need no data movement at all and are pure GEMMs: a conv whose kernel covers the whole (unpadded)
@@ -28,6 +29,7 @@ workers would busy-wait for ~0.1 s after every GEMM and take the cores from the 
 imported before this module, the extension shares torch's libgomp (same soname) and its default spinning policy;
 GOMP_SPINCOUNT=10000, set before torch is imported, bounds that spin.
 """
+import contextlib
 import importlib
 import os
 import threading
@@ -58,12 +60,33 @@ def _load_extension():
 
 
 _C = _load_extension()
+_DIRECT = _C.direct_conv_supported()
+
+# How the float32 convolutions run (see _direct): "auto" (the default), "im2col" or "direct".
+CONV_CHOICES = ("auto", "im2col", "direct")
+
+
+def _checked_conv_choice(choice, source):
+    """`choice` when it is one of CONV_CHOICES that this CPU can run; a one-line error naming `source` otherwise.
+
+    "direct" on a CPU without AVX-512 is an error, not a quiet fallback: whoever asks for it is measuring it."""
+    if choice not in CONV_CHOICES:
+        raise ValueError(f"{source}={choice!r}: expected one of {', '.join(CONV_CHOICES)} (unset means auto)")
+    if choice == "direct" and not _DIRECT:
+        raise RuntimeError(f"{source}=direct: this CPU has no AVX-512, which the direct convolutions "
+                           "(csrc/cpu/direct_conv.cpp) need; use im2col or auto")
+    return choice
+
+
+# checked before anything else happens at import; use_conv() pushes onto this stack
+_conv_choices = [_checked_conv_choice(os.environ.get("FASTGAN_CONV", "").strip() or "auto", "FASTGAN_CONV")]
 
 # the libraries whose threaded work runs on the kernels' threads (blas_threads.py)
 OPENBLAS_ON_KERNEL_THREADS = ([] if os.environ.get("FASTGAN_OPENBLAS_OWN_THREADS") else
                               blas_threads.run_jobs_with(_C.blas_threads_callback()))
 
-__all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns"]
+__all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns",
+                                     "conv_choice", "use_conv", "CONV_CHOICES"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -116,16 +139,35 @@ def _per_image(rows):
     return rows <= 32
 
 
-_DIRECT = _C.direct_conv_supported()
+def conv_choice():
+    """How the float32 convolutions run now: "auto", "im2col" or "direct" (FASTGAN_CONV, or use_conv's block)."""
+    return _conv_choices[-1]
+
+
+@contextlib.contextmanager
+def use_conv(choice):
+    """Run the convolutions in this block as `choice` ("auto", "im2col" or "direct"), whatever FASTGAN_CONV says."""
+    _conv_choices.append(_checked_conv_choice(choice, "use_conv"))
+    try:
+        yield
+    finally:
+        _conv_choices.pop()
 
 
 def _direct(dtype, vector_channels, reduction):
     """Run this convolution, input gradient or weight gradient directly (csrc/cpu/direct_conv.cpp,
-    direct_weight_grad.cpp) instead of through im2col + GEMM: float32 on a CPU with AVX-512, at least 16 channels
-    along the vectors (output channels; input channels for a weight gradient), and more than one channel's window
-    to sum per output (thin reductions stay on the per-image GEMMs). On the DCGAN's middle layers this skips the
-    25-50 MB column matrices and runs closer to the core's peak than BLAS does on their shapes."""
-    return _DIRECT and dtype == np.float32 and vector_channels >= 16 and reduction > 32
+    direct_weight_grad.cpp) instead of through im2col + GEMM? Only in float32 on a CPU with AVX-512; then, by
+    conv_choice():
+        auto    when at least 16 channels lie along the vectors (output channels; input channels for a weight
+                gradient) and each output sums more than one channel's window (thin reductions stay on the
+                per-image GEMMs). On the DCGAN's middle layers this skips the 25-50 MB column matrices and runs
+                closer to the core's peak than BLAS does on their shapes.
+        im2col  never;
+        direct  always (the whole-image and 1x1-input shapes, plain GEMMs, stay GEMMs under every choice)."""
+    choice = _conv_choices[-1]
+    if not _DIRECT or dtype != np.float32 or choice == "im2col":
+        return False
+    return choice == "direct" or (vector_channels >= 16 and reduction > 32)
 
 
 def _columns(x, kernel, stride, padding, per_image):
