@@ -20,21 +20,21 @@ import pytest
 from conftest import load_checkpoint
 from fastgan import train
 from fastgan.distributed import Communicator
-from fastgan.distributed.training import DataParallelTraining, OneProcess, parallel_for
+from fastgan.distributed.training import DataParallelTraining, OneProcess, parallel_for, share_the_cores
 from test_distributed import NO_MPI, find_mpiexec
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RANKS = 2
-SMALL = ["fake", "--limit", "16", "--batch-size", "8", "--no-progress", "--log-every", "1"]  # 2 steps an epoch
+SMALL = ["fake", "--limit", "16", "--batch-size", "16", "--no-progress", "--log-every", "1"]  # 1 step an epoch
 PROMPT_S = 30  # a killed rank ends the job within this (a hang would run into the launch's timeout)
-MLP = ["--model", "mlp", "--batch-size", "10", "--limit", "20"]  # SGD, dropout, no batch norm; 2 steps an epoch
 # R ranks against one process, both float32: the same sums in another order (the per-rank statistics and
 # gradients, then their all-reduce). The losses and D's outputs that every step logs (the global batch's, averaged
 # over the ranks) must agree to float32 rounding: LOGGED. The weights are looser: Adam's first updates are about
-# ±lr·sign(g), so a gradient element near 0 whose rounding differs moves its weight by up to lr (2e-4) either way,
-# and later steps amplify that; they are compared as a whole, ‖a − b‖ ≤ WEIGHTS·‖b‖ over all of G's and D's.
-# Measured here after 2 Adam steps: logged values within 5e-7, weights 3e-6 (the DCGAN) and 1.5e-4 (the AC-GAN:
-# G's weights, D's agree to 1e-7); per-rank batch norm instead: logged values 1e-2 apart, weights 6e-3.
+# ±lr·sign(g), so a gradient element near 0 whose rounding differs moves its weight by up to lr (2e-4) either way;
+# they are compared as a whole, ‖a − b‖ ≤ WEIGHTS·‖b‖ over all of G's and D's. Later steps amplify such differences
+# (measured: the logged numbers 5e-7 apart at the first two steps, 3e-6 at the third, 1.5e-4 at the fourth), so the
+# runs compared take at most 2 steps. Measured after 2 Adam steps: weights 3e-6 (the DCGAN) and 1.5e-4 (the AC-GAN:
+# G's weights; D's agree to 1e-7) apart; per-rank batch norm instead: logged values 1e-2 apart, weights 6e-3.
 LOGGED = dict(rtol=1e-5, atol=1e-6)
 WEIGHTS = 1e-3
 
@@ -144,6 +144,23 @@ def test_what_several_ranks_can_do_is_not_refused():
     assert two_rank_parallel().refusals(config) == []
 
 
+def test_each_rank_takes_its_share_of_the_cores(monkeypatch):
+    from threadpoolctl import threadpool_info, threadpool_limits
+    comm = Communicator()
+    comm.local_size = 2  # two ranks on this node, not bound to cores: half of them each
+    expected = comm.threads_per_rank()
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert share_the_cores(comm) == "OMP_NUM_THREADS=3 CPU threads"  # the user's choice, left alone
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    before = {info["user_api"]: info["num_threads"] for info in threadpool_info()}
+    try:
+        assert share_the_cores(comm) == f"{expected} CPU thread{'s' if expected > 1 else ''}"
+        assert {info["num_threads"] for info in threadpool_info()} == {expected}
+    finally:
+        for api, threads in before.items():
+            threadpool_limits(threads, user_api=api)
+
+
 def test_one_process_takes_sync_bn_and_a_collective_timeout(tmp_path):
     """Without a launcher both flags are accepted (one process: its batch is the global batch); --sync-bn is a
     setting of the run, kept in its checkpoint."""
@@ -169,10 +186,8 @@ def runs(tmp_path_factory):
     """The runs several tests compare, each launched once (in one folder, the working directory of all):
         straight          2 ranks, 2 epochs
         resumed           2 ranks, 1 epoch (kept as resumed-epoch-1), then resumed by 2 ranks to 2 epochs
-        one-sync          1 process, --sync-bn, 1 epoch
-        two-sync          2 ranks, --sync-bn, 1 epoch
-        mlp-one           the MLP GAN, 1 process, 2 epochs
-        mlp-changed       the MLP GAN, 2 ranks for 1 epoch, then resumed by 1 process to 2 epochs"""
+        one-sync          1 process, --sync-bn, 1 epoch; copied to one-sync-resumed, resumed by 2 ranks to 2 epochs
+        two-sync          2 ranks, --sync-bn, 1 epoch; copied to two-sync-resumed, resumed by 1 process to 2"""
     if NO_MPI:
         pytest.skip(NO_MPI)
     where = tmp_path_factory.mktemp("runs")
@@ -182,26 +197,27 @@ def runs(tmp_path_factory):
     outputs["resume"] = launch_ok(where, "--resume", "resumed", "--epochs", "2")
     outputs["one-sync"] = launch_ok(where, "--epochs", "1", "--sync-bn", "--out", "one-sync", ranks=0)
     outputs["two-sync"] = launch_ok(where, "--epochs", "1", "--sync-bn", "--out", "two-sync")
-    outputs["mlp-one"] = launch_ok(where, *MLP, "--epochs", "2", "--out", "mlp-one", ranks=0)
-    outputs["mlp-changed"] = launch_ok(where, *MLP, "--epochs", "1", "--out", "mlp-changed")
-    outputs["mlp-resume"] = launch_ok(where, *MLP, "--resume", "mlp-changed", "--epochs", "2", ranks=0)
+    for name, ranks in (("one-sync", RANKS), ("two-sync", 0)):  # each resumed by the other number of ranks
+        shutil.copytree(where / name, where / f"{name}-resumed")
+        outputs[f"{name}-resumed"] = launch_ok(where, "--resume", f"{name}-resumed", "--epochs", "2", ranks=ranks)
     return where, outputs
 
 
 @needs_mpi
 def test_two_ranks_write_one_run_folder_and_print_once(runs):
     where, outputs = runs
-    assert sorted(os.listdir(where)) == ["mlp-changed", "mlp-one", "one-sync", "resumed", "resumed-epoch-1",
-                                         "straight", "two-sync"], "files written outside the run folders"
+    assert sorted(os.listdir(where)) == ["one-sync", "one-sync-resumed", "resumed", "resumed-epoch-1", "straight",
+                                         "two-sync", "two-sync-resumed"], "files written outside the run folders"
     straight = where / "straight"
     assert {"config.json", "real_samples.png", "fake_samples_epoch_001.png", "fake_samples_epoch_002.png",
             "metrics.jsonl", "losses.png", "checkpoint.json"} <= set(os.listdir(straight))
     assert not [f for f in os.listdir(straight) if f.endswith(".tmp")]
     output = outputs["straight"]
-    assert re.search(r"^2 ranks \(MPI: .*\): rank 0 = pid \d+ on .*, rank 1 = pid \d+ on ", output, re.M), output
-    for once in ("run folder: straight", "[0/2][0/2] Loss_D:", "[1/2][1/2] Loss_D:", "epoch 2/2:", "done:"):
+    assert re.search(r"^2 ranks \(MPI: .*\): rank 0 = pid \d+ on .*, rank 1 = pid \d+ on .*; OMP_NUM_THREADS=1 CPU "
+                     r"threads per rank$", output, re.M), output
+    for once in ("run folder: straight", "[0/2][0/1] Loss_D:", "[1/2][0/1] Loss_D:", "epoch 2/2:", "done:"):
         assert output.count(once) == 1, f"{once!r} should be printed once (by rank 0):\n{output}"
-    assert len([r for r in metric_records(straight) if "loss_d" in r]) == 4  # one line per step, not per rank
+    assert len([r for r in metric_records(straight) if "loss_d" in r]) == 2  # one line per step, not per rank
     assert load_checkpoint(straight)["epoch"] == 2
 
 
@@ -225,19 +241,20 @@ def test_with_sync_bn_two_ranks_take_the_one_process_steps(runs):
 
 @needs_mpi
 def test_a_resume_may_change_the_number_of_ranks(runs):
-    """The MLP GAN (no batch norm: the global batch's step on any number of ranks) trained by 2 ranks for an epoch
-    and resumed by one process reaches the uninterrupted one-process run's weights, up to float32 rounding."""
+    """With --sync-bn every number of ranks takes the global batch's steps: one process resuming two ranks' first
+    epoch and two ranks resuming one process's reach the same run, up to float32 rounding."""
     where, outputs = runs
-    assert "resuming mlp-changed at epoch 1 of 2" in outputs["mlp-resume"]
-    assert load_checkpoint(where / "mlp-changed")["epoch"] == 2
-    assert_same_run(where / "mlp-changed", where / "mlp-one")
+    assert "resuming two-sync-resumed at epoch 1 of 2" in outputs["two-sync-resumed"]
+    for name in ("one-sync-resumed", "two-sync-resumed"):
+        assert load_checkpoint(where / name)["epoch"] == 2
+    assert_same_run(where / "two-sync-resumed", where / "one-sync-resumed")
 
 
 @needs_mpi
 def test_vbn_and_d_steps_on_two_ranks_take_the_one_process_steps(tmp_path):
     """VBN (the same reference batch on every rank) and K D-steps (each a sharded batch), with --sync-bn for D's
     batch norm: one process's steps."""
-    flags = ["--vbn", "--d-steps", "2", "--sync-bn", "--limit", "32", "--epochs", "1"]  # 2 rounds of 2 D-steps
+    flags = ["--vbn", "--d-steps", "2", "--sync-bn", "--limit", "32", "--epochs", "1"]  # a round of 2 D-steps
     launch_ok(tmp_path, *flags, "--out", "one", ranks=0)
     launch_ok(tmp_path, *flags, "--out", "two")
     assert_same_run(tmp_path / "two", tmp_path / "one")

@@ -84,6 +84,7 @@ class DataParallelTraining(OneProcess):
         self.comm, self.rank, self.size, self.writes = comm, comm.rank, comm.size, comm.rank == 0
         if timeout is not None:
             comm.watchdog = Watchdog(timeout, comm.abort)
+        self.threads = share_the_cores(comm)
         self.dp = None
 
     def use_device(self, device):
@@ -172,7 +173,19 @@ class DataParallelTraining(OneProcess):
         process id). A collective: every rank calls it."""
         line = self.comm.describe()
         if self.rank == 0:
-            print(line, flush=True)
+            print(f"{line}; {self.threads} per rank", flush=True)
+
+
+def share_the_cores(comm):
+    """Limit this rank's CPU threads (the kernels' OpenMP threads and OpenBLAS's) to its share of the node's cores,
+    unless OMP_NUM_THREADS says how many: R ranks with every core each would fight over them. Returns how many, in
+    words."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} CPU threads"
+    from threadpoolctl import threadpool_limits
+    threads = comm.threads_per_rank()
+    threadpool_limits(threads)  # called, not entered: the limits stay for the rest of the process
+    return f"{threads} CPU thread{'s' if threads > 1 else ''}"
 
 
 def parallel_for(comm, timeout=None):
