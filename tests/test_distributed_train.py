@@ -276,7 +276,7 @@ def test_a_conditional_mnist_run_on_two_ranks_takes_the_one_process_steps(tmp_pa
 
 
 @needs_mpi
-def test_refusals_are_reported_once_and_end_every_rank(tmp_path, runs):
+def test_errors_every_rank_meets_are_reported_once_and_end_every_rank(tmp_path, runs):
     code, output = launch(tmp_path, "--batch-size", "7", "--minibatch-disc", "5,3", "--out", "run")
     assert code == 2, output
     assert output.count("--batch-size 7 does not split over 2 ranks") == 1, output
@@ -287,6 +287,10 @@ def test_refusals_are_reported_once_and_end_every_rank(tmp_path, runs):
     code, output = launch(where, "--epochs", "1", "--out", "straight")
     assert code == 1 and output.count("--out straight already holds a run") == 1, output
     assert "MPI_Abort" not in output, output
+    # in training: every rank finds the run diverged after the same step
+    code, output = launch(tmp_path, "--lr", "1e9", "--epochs", "2", "--out", "diverged")
+    assert code == 1 and output.count("error: training diverged in epoch 0") == 1, output
+    assert "MPI_Abort" not in output and "checkpoint.json" not in os.listdir(tmp_path / "diverged"), output
 
 
 @needs_mpi
