@@ -367,4 +367,5 @@ def test_a_rank_that_fails_alone_before_training_ends_the_job_naming_itself(tmp_
     code, output, seconds = launch_in_folders(tmp_path, [tmp_path / "a", tmp_path / "b"], "--out", "run")
     assert code != 0 and seconds < PROMPT_S + 30, (code, seconds, output)
     assert re.search(r"error: image folder .*images: no such folder", output), output
-    assert re.search(r"fastgan: rank 1 of 2: stopped with exit code 1; ending all 2 ranks \(MPI_Abort\)", output), output
+    assert re.search(r"fastgan: rank 1 of 2: stopped with exit code 1; ending all 2 ranks \(MPI_Abort\)",
+                     output), output
