@@ -49,6 +49,7 @@ from fastgan.data import DATASETS, FolderError, ImageSet, MNISTError, load_image
 from fastgan.data.fake import DEFAULT_COUNT as FAKE_COUNT
 from fastgan.data.mnist_resized import NATIVE_SIZE as MNIST_SIZE
 from fastgan.data.sources import DEFAULTS as DATA_DEFAULTS
+from fastgan.distributed.training import launch, parallel_for
 from fastgan.gan import ALL_G_LOSSES, ROUNDS, Batch
 from fastgan.eval.quality import TrainingQuality
 from fastgan.models import (CONDITIONAL_KINDS, IMAGE_SIZES, MODEL_OPTIONS, MODELS, RECIPES, VBN_REFERENCE_SIZE,
@@ -65,16 +66,16 @@ GRID_PER_CLASS = 8         # a conditional run's grids: one row of 8 samples per
 # error. Only --epochs may change, and --data-dir (the same data, found elsewhere: its fingerprint must not change).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
                 "limit", "data_dir", "log_every", "eval_every", "eval_samples", "image_size", "nc", "ngf", "ndf",
-                "strict", "d_steps", "minibatch_disc", "vbn", "conditional")
+                "strict", "d_steps", "minibatch_disc", "vbn", "conditional", "sync_bn")
 MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
 # the parser's defaults are None so that the flags a user gave can be told apart; these fill the rest (batch size,
 # lr, β1 and noise come from the model's recipe; image size, channels and widths from the model and the data set)
 DEFAULTS = {"model": "dcgan", "nz": 100, "g_loss": "non-saturating", "real_label": 1.0, "seed": 0, "limit": None,
             "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000, "strict": False,
-            "d_steps": 1, "minibatch_disc": None, "vbn": False, "conditional": None}
+            "d_steps": 1, "minibatch_disc": None, "vbn": False, "conditional": None, "sync_bn": False}
 # settings added after the first checkpoints were written: a config without them had these values
 LATER_SETTINGS = {"image_size": None, "nc": None, "ngf": None, "ndf": None, "strict": False, "d_steps": 1,
-                  "minibatch_disc": None, "vbn": False, "conditional": None}
+                  "minibatch_disc": None, "vbn": False, "conditional": None, "sync_bn": False}
 # Divergence: D's losses are binary cross-entropies on its logits s, about |s| when D is confidently wrong, and a
 # healthy run keeps them between about 0.1 and 10. σ(s) is within float32 rounding of 0 or 1 beyond |s| ≈ 17, so a
 # loss or a logit beyond 1e4 cannot come from a working D: it is a run whose weights are blowing up (at --lr 1e6
@@ -129,6 +130,7 @@ SETTING_RULES = {
                        and all(_int_at_least(1)(b) for b in v), "two integers >= 1, B,C"),
     "vbn": ("--vbn", lambda v: isinstance(v, bool), "true or false"),
     "conditional": ("--conditional", lambda v: v in CONDITIONAL_KINDS, f"one of {CONDITIONAL_KINDS}"),
+    "sync_bn": ("--sync-bn", lambda v: isinstance(v, bool), "true or false"),
 }
 
 
@@ -215,6 +217,12 @@ def build_parser():
     p.add_argument("--eval-samples", type=int, metavar="N",
                    help="samples for the quality report written at the end of the run (if the classifier is cached) "
                         f"and for --eval-every; 0 turns both off (default: {DEFAULTS['eval_samples']})")
+    p.add_argument("--sync-bn", action="store_true", default=None,
+                   help="under mpiexec -n R: batch norm with the statistics of the global batch (default: each "
+                        "rank's shard's, as PyTorch's DDP); docs/distributed.md")
+    p.add_argument("--collective-timeout", type=float, metavar="S",
+                   help="under mpiexec -n R: end the job when a rank waits more than S seconds for the others "
+                        "(a stuck rank; default: wait as long as it takes)")
     p.add_argument("--dry-run", action="store_true", help="one step per epoch, no checkpoint: check that it all runs")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (for logs and CI)")
     return p
@@ -395,9 +403,12 @@ def unfit_for_checkpoint(G, D, samples, probe, sample_labels=None, probe_labels=
     return None
 
 
-def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu", data=None, mnist=None):
+def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device="cpu", data=None, mnist=None,
+        parallel=None):
     """Train according to `config` in `run_dir` (on `data`, an ImageSet, with `mnist` for the classifier's
-    metrics; else the data loaded here); returns (G, D)."""
+    metrics; else the data loaded here); returns (G, D). `parallel` (fastgan/distributed/training.py) makes this
+    process one rank of a data-parallel run; by default it trains alone."""
+    parallel = parallel or parallel_for(None)
     fastgan.manual_seed(config["seed"])
     recipe = recipe_for(config)
     play = ROUNDS[recipe.update]  # one round of the game: alternating or simultaneous updates
@@ -433,10 +444,12 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
             fixed_labels = resume_state["fixed_labels"]
         fastgan.set_rng_state(resume_state["rng"])
         start_epoch = resume_state["epoch"]
-    else:
+    elif parallel.writes:
         save_image_grid(first, os.path.join(run_dir, "real_samples.png"), value_range=recipe.value_range)
-    # the lines the checkpoint covers (none for a fresh start, which may take over a run stopped before its first)
-    keep_metrics_lines(metrics_path, resume_state["metrics_lines"] if resume_state is not None else 0)
+    parallel.prepare((G, D), (opt_g, opt_d), config["sync_bn"])
+    if parallel.writes:  # the lines the checkpoint covers (none for a fresh start, which may take over a run
+        # stopped before its first)
+        keep_metrics_lines(metrics_path, resume_state["metrics_lines"] if resume_state is not None else 0)
 
     batch, epochs, d_steps = config["batch_size"], config["epochs"], config["d_steps"]
     iters = len(data) // (batch * d_steps)  # rounds: every D update sees a full batch, one pass of D an epoch
@@ -447,27 +460,29 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         G.train(), D.train()
         order = fastgan.random.generator().permutation(len(data))
         bar = tqdm(range(1 if dry_run else iters), desc=f"epoch {epoch + 1}/{epochs}", unit="step",
-                   disable=not progress, dynamic_ncols=True, file=sys.stderr)
+                   disable=not (progress and parallel.writes), dynamic_ncols=True, file=sys.stderr)
         started = time.perf_counter()
         for i in bar:
             step = epoch * iters + i
             lr, momentum = recipe.apply_schedule((opt_g, opt_d), step, iters, config["schedule_epochs"], config["lr"])
             batches = []
             for k in range(i * d_steps, (i + 1) * d_steps):  # K consecutive batches of the shuffled order
-                rows = order[k * batch:(k + 1) * batch]
+                rows = parallel.shard(order[k * batch:(k + 1) * batch])  # all of it drawn, this rank's shard kept
                 real = fastgan.Tensor(xp.asarray(data.to_float(recipe.value_range, index=rows)))
-                z = recipe.sample_noise(batch, config["nz"], device=device)
+                z = parallel.shard(recipe.sample_noise(batch, config["nz"], device=device))
                 if conditional:
-                    batches.append(Batch(real, z, xp.asarray(data.labels[rows]), random_labels(batch, device=device)))
+                    batches.append(Batch(real, z, xp.asarray(data.labels[rows]),
+                                         parallel.shard(random_labels(batch, device=device))))
                 else:
                     batches.append(Batch(real, z))
-            stats = play(G, D, opt_g, opt_d, batches, config["g_loss"], config["real_label"], recipe.d_loss_scale)
+            stats = parallel.step(play, G, D, opt_g, opt_d, batches, config["g_loss"], config["real_label"],
+                                  recipe.d_loss_scale)
             if diverged(stats["loss_d"]) or diverged(stats["loss_g"]):
                 raise TrainingError(f"training diverged at epoch {epoch} step {i}: Loss_D = {stats['loss_d']:.4g}, "
                                     f"Loss_G = {stats['loss_g']:.4g} (NaN, infinite or beyond ±{DIVERGENCE_LIMIT:g}). "
                                     f"Stopped; {kept}. Try a lower --lr.")
             bar.set_postfix(Loss_D=f"{stats['loss_d']:.3f}", Loss_G=f"{stats['loss_g']:.3f}", refresh=False)
-            if i % config["log_every"] == 0 or i == iters - 1:
+            if parallel.writes and (i % config["log_every"] == 0 or i == iters - 1):
                 tqdm.write(log_line(epoch, epochs, i, iters, stats), file=sys.stdout)
                 with open(metrics_path, "a") as f:
                     schedule = {"lr": lr, "momentum": momentum} if recipe.optimizer == "sgd" else {}
@@ -483,6 +498,9 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
         if unfit:
             raise TrainingError(f"training diverged in epoch {epoch}: after its last step {unfit}. Stopped before "
                                 f"its checkpoint; {kept}. Try a lower --lr.")
+        parallel.check_in_sync((opt_g, opt_d))
+        if not parallel.writes:  # the files of the epoch are rank 0's
+            continue
         steps = 1 if dry_run else iters
         with open(metrics_path, "a") as f:
             f.write(json.dumps({"epoch": epoch, "event": "epoch_end", "seconds": round(seconds, 3),
@@ -551,7 +569,8 @@ def plan_run(parser, args, given):
     return config, run_dir, state
 
 
-def main(argv=None):
+def main(argv=None, comm=None):
+    """The command; `comm` (fastgan.distributed) makes this process one rank of a data-parallel run."""
     parser = build_parser()
     args = parser.parse_args(argv)
     given = {k: getattr(args, k) for k in RUN_SETTINGS + ("epochs",) if getattr(args, k) is not None}
@@ -570,12 +589,20 @@ def main(argv=None):
                      "--overwrite or --dry-run")
     if args.overwrite and not args.out:
         parser.error("--overwrite replaces the run in the folder given by --out: name it with --out RUN_DIR")
+    if args.collective_timeout is not None and not (math.isfinite(args.collective_timeout)
+                                                    and args.collective_timeout > 0):
+        parser.error(f"--collective-timeout must be a finite number of seconds > 0, got {args.collective_timeout!r}")
+    parallel = parallel_for(comm, args.collective_timeout)  # this process alone, unless mpiexec started several
+    parallel.announce()
     run_dir, started = None, False
     try:
-        device = choose_device(args.device)
-        config, run_dir, state = plan_run(parser, args, given)
-        try:
-            data, mnist = load_data(config, progress=not args.no_progress)
+        device = parallel.use_device(choose_device(args.device))
+        config, run_dir, state = parallel.from_rank_zero(plan_run, parser, args, given)  # rank 0 reads and checks
+        refused = parallel.refusals(config)
+        if refused:
+            parser.error("; ".join(refused))
+        try:  # rank 0 first: a download into the cache happens once
+            data, mnist = parallel.rank_zero_first(load_data, config, progress=not args.no_progress)
         except ValueError as err:  # an option the data set cannot take (the checks above should have said so)
             parser.error(str(err))
         if data.shape != image_shape(config):
@@ -587,6 +614,9 @@ def main(argv=None):
                                 f"{config['data_fingerprint']!r}, and {data.description} has {data.fingerprint!r}: "
                                 "the images changed (an edited folder?); start a new run with --out")
         config["data_fingerprint"] = data.fingerprint
+        mismatch = parallel.data_mismatch(data.fingerprint)
+        if mismatch:
+            raise TrainingError(mismatch)
         available = len(data)
         if config["batch_size"] > available:
             limit = f" (--limit {config['limit']})" if config["limit"] is not None else ""
@@ -595,18 +625,19 @@ def main(argv=None):
         if config["batch_size"] * config["d_steps"] > available:
             parser.error(f"--d-steps {config['d_steps']} × --batch-size {config['batch_size']} is more than the "
                          f"{available} training images: no full round (K fresh real batches) to train on")
-        # everything is checked: from here on the run folder is written
-        os.makedirs(run_dir, exist_ok=True)
-        if args.overwrite:
-            remove_run_files(run_dir)
-        else:
-            remove_stale_files(run_dir)  # what a process killed in mid-write left behind
-        started = True
-        with atomic_write(os.path.join(run_dir, CONFIG), "w") as f:
-            json.dump({**config, "device": device}, f, indent=2)
+        # everything is checked: from here on the run folder is written (by rank 0 alone)
+        if parallel.writes:
+            os.makedirs(run_dir, exist_ok=True)
+            if args.overwrite:
+                remove_run_files(run_dir)
+            else:
+                remove_stale_files(run_dir)  # what a process killed in mid-write left behind
+            started = True
+            with atomic_write(os.path.join(run_dir, CONFIG), "w") as f:
+                json.dump({**config, "device": device}, f, indent=2)
         print(f"run folder: {run_dir}  (device: {device})")
         run(config, run_dir, state, progress=not args.no_progress, dry_run=args.dry_run, device=device, data=data,
-            mnist=mnist)
+            mnist=mnist, parallel=parallel)
     except (TrainingError, CheckpointError, MNISTError, FolderError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -624,4 +655,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(launch(main))  # under mpiexec -n R: this rank's part of the run

@@ -5,6 +5,7 @@
     layers.py         batch norm over the global batch (SyncBatchNorm), dropout masks of the global batch
     data_parallel.py  DataParallel: shards, averaged gradients and metrics, ranks kept in step
     failure.py        one failed or stuck rank ends the job, with a message naming it
+    training.py       `mpiexec -n R python -m fastgan.train`: what differs on R ranks (train.py asks it)
 
 `mpiexec -n R python script.py` starts R copies; `init()` tells each which rank it is. docs/distributed.md has the
 design, the measurements and the scaling model.
