@@ -289,9 +289,9 @@ def check_new_run_folder(run_dir, overwrite):
                             f"--resume {run_dir}, or delete it and start afresh with --out {run_dir} --overwrite")
 
 
-def resume_command(dataset, run_dir, device):
-    return (f"python -m fastgan.train {dataset} --resume {shlex.quote(run_dir)}"
-            + (f" --device {device}" if device != "auto" else ""))
+def resume_command(dataset, run_dir, device, ranks=1):
+    return ((f"mpiexec -n {ranks} " if ranks > 1 else "") + f"python -m fastgan.train {dataset} --resume "
+            f"{shlex.quote(run_dir)}" + (f" --device {device}" if device != "auto" else ""))
 
 
 # --- training ------------------------------------------------------------------------------------------------------
@@ -647,7 +647,7 @@ def main(argv=None, comm=None):
         elif args.dry_run:
             print(f"\ninterrupted; {run_dir} holds a dry run (nothing to resume)", file=sys.stderr)
         else:
-            print(f"\ninterrupted; continue with: {resume_command(args.dataset, run_dir, args.device)}",
+            print(f"\ninterrupted; continue with: {resume_command(args.dataset, run_dir, args.device, parallel.size)}",
                   file=sys.stderr)
         return 130
     print(f"done: samples, metrics, loss curve and checkpoint are in {run_dir}")
