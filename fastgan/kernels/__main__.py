@@ -13,3 +13,4 @@ for device in ("cpu", "cuda") if dispatch.available("cuda") else ("cpu",):
 cpu = dispatch.implementation("cpu")
 if cpu is not None:
     print("float32 convolutions on the cpu: " + ("direct (AVX-512)" if cpu._DIRECT else "im2col + BLAS (no AVX-512)"))
+    print("bfloat16 products on the cpu (*_bf16, fastgan.autocast): " + cpu.bfloat16_path())
