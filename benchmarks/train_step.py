@@ -5,6 +5,7 @@
     python benchmarks/train_step.py --batch-size 64 --steps 30 --impl reference
     python benchmarks/train_step.py --model mlp     # the 2014 paper's MLP GAN (simultaneous SGD step), batch 100
     python benchmarks/train_step.py --model dcgan64 # the DCGAN tutorial's 64×64 RGB model (ngf = ndf = 64)
+    python benchmarks/train_step.py --precision bf16  # fastgan.autocast("bfloat16") vs torch.autocast bf16
 
 Both engines train the same model (same weights, batch and noise) with the same number of threads; the first steps
 are checked to agree before anything is timed (the MLP GAN's with D's dropout off: the engines draw different
@@ -17,6 +18,13 @@ computes D's weight gradients, which nobody uses (D's next step zeroes them); fa
 So the DCGAN step is timed in four variants: each engine's recipe, and each engine doing the other's work. The
 recipe ratio compares the two recipes; the same-work ratios compare the engines on equal work (both skip D's
 weight gradients in G's step, or both compute them). The MLP GAN's simultaneous step does the same work in both.
+
+--precision bf16 runs every step of fastgan under fastgan.autocast("bfloat16") and every step of torch under
+torch.autocast("cpu", dtype=torch.bfloat16): in both, the convolutions take bfloat16 operands and sum in float32,
+and batch norm's statistics, the loss and Adam stay float32 (docs/precision.md). What each engine then computes
+depends on the CPU: fastgan's bf16 products are its float32 kernels on operands rounded to bfloat16 (it has no
+AMX / AVX-512-BF16 kernels yet); torch's are oneDNN's bf16 convolutions, which on a CPU without bf16 arithmetic
+convert to float32 inside the kernel too. The first steps are validated at bfloat16's level (losses within 2 %).
 """
 import argparse
 import contextlib
@@ -36,6 +44,8 @@ def parse():
     p.add_argument("--steps", type=int, default=20, help="timed steps per engine (after 3 warm-up steps)")
     p.add_argument("--threads", type=int, default=2, help="threads for both engines (BLAS, OpenMP, torch)")
     p.add_argument("--impl", default=None, help="pin one fastgan kernel implementation (reference, cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: both engines under their autocast (bfloat16 products, float32 sums)")
     p.add_argument("--numpy-first", action="store_true",
                    help="import NumPy before fastgan, as a user's script usually does (default: fastgan first)")
     return p.parse_args()
@@ -96,11 +106,17 @@ def main():
         ratios = [("recipe (the same work in both)", "fastgan", "torch")]
     batches = [(real.astype(np.float32), z.astype(np.float32)) for real, z in batches]
 
+    bf16 = args.precision == "bf16"
+
     def run(name, i):
         real, z = batches[i % len(batches)]
         if name in ours:
-            return ours[name](G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
-        return theirs[name](tG, tD, topt_g, topt_d, torch.from_numpy(real), torch.from_numpy(z))
+            with fastgan.autocast("bfloat16", enabled=bf16):
+                return ours[name](G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
+        # cache_enabled=False: autocast otherwise keeps the bf16 copy of each weight until the block ends, and the G
+        # step, inside the same block, would then see D's weights from before D's update
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+            return theirs[name](tG, tD, topt_g, topt_d, torch.from_numpy(real), torch.from_numpy(z))
 
     with dispatch.use(args.impl):
         # validate: from identical weights, the first steps must give the same losses, every variant at least once
@@ -116,7 +132,8 @@ def main():
         for i in range(max(3, len(pairs))):
             mine, other = pairs[i % len(pairs)]
             s, (ld, lg) = run(mine, i), run(other, i)
-            if i < compared and not np.allclose([s["loss_d"], s["loss_g"]], [ld, lg], rtol=1e-3, atol=1e-4):
+            tol = dict(rtol=2e-2, atol=1e-3) if bf16 else dict(rtol=1e-3, atol=1e-4)
+            if i < compared and not np.allclose([s["loss_d"], s["loss_g"]], [ld, lg], **tol):
                 sys.exit(f"validation failed at step {i} ({mine} vs {other}): fastgan {s['loss_d']:.5f}/"
                          f"{s['loss_g']:.5f} vs torch {ld:.5f}/{lg:.5f}")
         D.train(), tD.train()
@@ -133,6 +150,10 @@ def main():
     impl = args.impl or ",".join(sorted(set(dispatch.describe("cpu").values())))
     order = "NumPy imported before fastgan" if args.numpy_first else "fastgan imported before NumPy"
     print(f"{title} training step, batch {n}, {args.threads} threads, fastgan kernels: {impl}; {order}")
+    if bf16:
+        cpu = dispatch.implementation("cpu")
+        print("precision bf16: fastgan.autocast('bfloat16') vs torch.autocast('cpu', torch.bfloat16); fastgan's bf16 "
+              f"products: {cpu.bfloat16_path() if cpu else 'the NumPy reference'}")
     print(f"{'variant':48s} {'ms/step':>9s} {'img/s':>8s} {'s/epoch':>8s}")
     for name, t in times.items():
         print(f"{name:48s} {t * 1e3:9.1f} {n / t:8.0f} {t * iters:8.1f}")

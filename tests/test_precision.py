@@ -1,5 +1,7 @@
 """fastgan.autocast: which ops run in bfloat16 (fastgan/precision.py), and one whole DCGAN step under it against
 one step under torch.autocast("cpu", dtype=torch.bfloat16) from the same weights, batch and noise."""
+import pathlib
+
 import numpy as np
 import pytest
 import torch
@@ -104,7 +106,9 @@ def dcgan_step(bf16_fastgan, bf16_torch, n=8):
     z = rng.standard_normal((n, 100, 1, 1)).astype(np.float32)
     with fastgan.autocast("bfloat16", enabled=bf16_fastgan):
         stats = train_step(G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_torch):
+    # cache_enabled=False: autocast otherwise keeps the bf16 copy of each weight until the block ends, and a step
+    # after an optimiser's update would see the weights from before it
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_torch, cache_enabled=False):
         # (torch's G step freezes D, as fastgan's: D's gradients are then those of D's step in both)
         theirs = torch_train_step(tG, tD, topt_g, topt_d, torch.tensor(real), torch.tensor(z), False)
     distances = [np.linalg.norm(p.grad.numpy() - q.grad.float().numpy()) / np.linalg.norm(q.grad.float().numpy())
@@ -124,3 +128,9 @@ def test_a_dcgan_step_under_autocast_is_as_close_to_torch_autocast_as_bfloat16_a
     assert (bf16_effect > 0.01).any()                       # torch's autocast really changed its step
     np.testing.assert_allclose(ours, theirs, rtol=1e-2)
     assert (distance <= 2 * bf16_effect + 0.01).all(), (distance, bf16_effect)
+
+
+def test_the_docs_table_is_the_policy():
+    text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "precision.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| op |")]
+    assert rows == [f"| {op} | {forward} | {backward} |" for op, (forward, backward) in precision.POLICY.items()]
