@@ -221,3 +221,17 @@ def test_leaky_relu_forward_bf16_rounds_its_output(impl):
     x = np.random.default_rng(3).standard_normal((4, 3, 5, 5)).astype(np.float32)
     y = run_impl(impl, "leaky_relu_forward_bf16", x, 0.2)
     np.testing.assert_array_equal(y, reference.round_to_bfloat16(reference.leaky_relu_forward(x, 0.2)))
+
+
+def test_the_cpu_path_rounds_an_operand_once():
+    """An array the cpu module rounded (or a batch norm / LeakyReLU wrote rounded) is not rounded again: the same
+    array comes back, so the convolution reads it directly; any other array is rounded into a new one."""
+    cpu = pytest.importorskip("fastgan.kernels.cpu", reason="the native CPU kernels are not built")
+    x = np.random.default_rng(4).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    once = cpu.round_to_bfloat16(x)
+    assert once is not x and cpu.round_to_bfloat16(once) is once
+    leaky = cpu.leaky_relu_forward_bf16(x, 0.2)
+    assert cpu.round_to_bfloat16(leaky) is leaky
+    copy_of_once = once.copy()           # the same values, but not known to be rounded: rounded again (to itself)
+    again = cpu.round_to_bfloat16(copy_of_once)
+    assert again is not copy_of_once and np.array_equal(again, once)

@@ -248,7 +248,7 @@ def test_every_launch_compiles_for_sm90(tmp_path, triton_dir):
     print(result.stdout)   # which Triton compiled how many launches (shown with pytest -s or -rA)
 
 
-# --- bfloat16: tl.dot on bfloat16 tiles with float32 accumulators ------------------------------------------------------
+# --- bfloat16: tl.dot on bfloat16 tiles with float32 accumulators ----------------------------------------------------
 
 @functools.lru_cache(maxsize=None)
 def interpreter_bfloat16_problem():
