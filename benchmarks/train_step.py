@@ -6,6 +6,7 @@
     python benchmarks/train_step.py --model mlp     # the 2014 paper's MLP GAN (simultaneous SGD step), batch 100
     python benchmarks/train_step.py --model dcgan64 # the DCGAN tutorial's 64×64 RGB model (ngf = ndf = 64)
     python benchmarks/train_step.py --precision bf16  # fastgan.autocast("bfloat16") vs torch.autocast bf16
+    python benchmarks/train_step.py --precision bf16 --with-fp32   # and each engine's bf16 against its fp32
 
 Both engines train the same model (same weights, batch and noise) with the same number of threads; the first steps
 are checked to agree before anything is timed (the MLP GAN's with D's dropout off: the engines draw different
@@ -46,6 +47,9 @@ def parse():
     p.add_argument("--impl", default=None, help="pin one fastgan kernel implementation (reference, cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: both engines under their autocast (bfloat16 products, float32 sums)")
+    p.add_argument("--with-fp32", action="store_true",
+                   help="with --precision bf16: also time each engine's recipe in fp32, and print bf16's speed over "
+                        "fp32 for each engine")
     p.add_argument("--numpy-first", action="store_true",
                    help="import NumPy before fastgan, as a user's script usually does (default: fastgan first)")
     return p.parse_args()
@@ -107,15 +111,20 @@ def main():
     batches = [(real.astype(np.float32), z.astype(np.float32)) for real, z in batches]
 
     bf16 = args.precision == "bf16"
+    fp32_variants = {}  # variant -> the bf16 variant it is the fp32 twin of
+    if bf16 and args.with_fp32:
+        ours["fastgan, fp32"], theirs["torch, fp32"] = ours["fastgan"], theirs["torch"]
+        fp32_variants = {"fastgan, fp32": "fastgan", "torch, fp32": "torch"}
 
     def run(name, i):
         real, z = batches[i % len(batches)]
         if name in ours:
-            with fastgan.autocast("bfloat16", enabled=bf16):
+            with fastgan.autocast("bfloat16", enabled=bf16 and name not in fp32_variants):
                 return ours[name](G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
         # cache_enabled=False: autocast otherwise keeps the bf16 copy of each weight until the block ends, and the G
         # step, inside the same block, would then see D's weights from before D's update
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16, cache_enabled=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and name not in fp32_variants,
+                            cache_enabled=False):
             return theirs[name](tG, tD, topt_g, topt_d, torch.from_numpy(real), torch.from_numpy(z))
 
     with dispatch.use(args.impl):
@@ -161,6 +170,11 @@ def main():
     for label, mine, other in ratios:
         per_step = statistics.median(t / o for o, t in zip(samples[mine], samples[other], strict=True))
         print(f"  {times[other] / times[mine]:.2f}x ({per_step:.2f}x)  {label}")
+    if fp32_variants:
+        print("bf16 / fp32 throughput of each engine's recipe (median of the per-step ratios in brackets):")
+        for fp32, twin in fp32_variants.items():
+            per_step = statistics.median(f / b for b, f in zip(samples[twin], samples[fp32], strict=True))
+            print(f"  {times[fp32] / times[twin]:.2f}x ({per_step:.2f}x)  {twin}")
     print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} cores")
 
