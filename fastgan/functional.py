@@ -410,9 +410,10 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01, impl=None):
-    """Under autocast("bfloat16") the output is rounded to bfloat16 (it is the next convolution's operand)."""
+    """Under autocast("bfloat16") the output and the input gradient are rounded to bfloat16 (the next
+    convolution's operand, the previous one's dy)."""
     forward = dispatch.kernel(precision.kernel_name("leaky_relu_forward", x), x.device, impl)
-    backward_kernel = dispatch.kernel("leaky_relu_backward", x.device, impl)
+    backward_kernel = dispatch.kernel(precision.kernel_name("leaky_relu_backward", x), x.device, impl)
     # leaky(x) = x·(1 if x>0 else a): d/dx = 1 or a, recomputed from x in the backward kernel
     return _result(forward(x.data, negative_slope), (x,),
                    lambda g: (backward_kernel(g, x.data, negative_slope),), "leaky_relu")
@@ -554,7 +555,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     Training mode normalises with the batch statistics and updates the running ones in place (unbiased variance,
     as torch); eval mode uses the running statistics. The backward recomputes the activation's mask from the saved
     mean and 1/std instead of storing the activation. Under autocast("bfloat16") the statistics and arithmetic stay
-    float32 and the output is rounded to bfloat16 as it is written (the next convolution's operand).
+    float32; the output and the input gradient are rounded to bfloat16 as they are written (the next convolution's
+    operand, the previous one's dy).
     """
     _check_ndim("batch_norm", "input", x, (2, 4))
     _check_same_dtype("batch_norm", x, weight, bias)
@@ -567,7 +569,8 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
     forward = dispatch.kernel(precision.kernel_name("batch_norm_act_forward", x, weight, bias), x.device, impl)
-    backward_kernel = dispatch.kernel("batch_norm_act_backward", x.device, impl)
+    backward_kernel = dispatch.kernel(precision.kernel_name("batch_norm_act_backward", x, weight, bias), x.device,
+                                      impl)
     out, mean, rstd = forward(x.data, None if weight is None else weight.data, None if bias is None else bias.data,
                               None if running_mean is None else running_mean.data,
                               None if running_var is None else running_var.data,

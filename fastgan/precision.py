@@ -8,9 +8,10 @@ Within the block, the ops that are matrix products -- conv2d, conv_transpose2d, 
 float32 operands rounded to bfloat16 and sum the (exact) products in float32: the kernels' `*_bf16` versions
 (kernels/reference.py states the arithmetic). Everything else stays float32: the batch-norm statistics, the loss,
 the parameters (the "master weights": a layer rounds a copy of its weight for each product, never the weight) and
-the optimiser's state. Batch norm + activation and a stand-alone LeakyReLU, whose outputs are the next
-convolution's input, round their output to bfloat16 as they write it (as torch's autocast, where they return
-bfloat16 tensors); their gradients pass through that rounding unchanged. Only float32 tensors are cast: float64
+the optimiser's state. Batch norm + activation and a stand-alone LeakyReLU, which sit between two convolutions,
+round their output (the next convolution's operand) and their input gradient (the previous convolution's dy) to
+bfloat16 as they write them, as under torch's autocast, where both are bfloat16 tensors; the rounding of the output
+passes the gradient through unchanged. Only float32 tensors are cast: float64
 ones keep float64 (as torch's autocast leaves them alone).
 
 The storage stays float32 throughout: a "bfloat16 operand" is a float32 array whose values are bfloat16s. On a CPU
@@ -34,8 +35,9 @@ POLICY = {
     "linear, matmul": ("both operands rounded to bf16, fp32 sums, fp32 output (+ fp32 bias)",
                        "dy and the other operand rounded to bf16, fp32 sums: fp32 gradients"),
     "batch norm (+ ReLU / LeakyReLU)": ("fp32 statistics and arithmetic; output rounded to bf16",
-                                        "fp32 (the rounding passes the gradient through)"),
-    "LeakyReLU (stand-alone)": ("fp32; output rounded to bf16", "fp32 (the rounding passes the gradient through)"),
+                                        "fp32 arithmetic; dx rounded to bf16 (the rounding of y passes it through)"),
+    "LeakyReLU (stand-alone)": ("fp32; output rounded to bf16",
+                                "fp32; dx rounded to bf16 (the rounding of y passes it through)"),
     "tanh, sigmoid, other elementwise ops": ("fp32", "fp32"),
     "loss (sigmoid + BCE, cross-entropy)": ("fp32", "fp32"),
     "parameters, gradients, optimiser state": ("fp32 master weights; Adam/SGD moments fp32", "fp32"),

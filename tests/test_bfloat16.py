@@ -217,10 +217,28 @@ def test_batch_norm_act_forward_bf16_rounds_only_its_output(impl, training, acti
         np.testing.assert_allclose(after, want, rtol=1e-5, atol=1e-6)
 
 
-def test_leaky_relu_forward_bf16_rounds_its_output(impl):
-    x = np.random.default_rng(3).standard_normal((4, 3, 5, 5)).astype(np.float32)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+def test_batch_norm_act_backward_bf16_rounds_only_dx(impl, training, activation):
+    rng = np.random.default_rng(5)
+    x, dy = (3 + 2 * rng.standard_normal((3, 5, 4, 7))).astype(np.float32), rng.standard_normal((3, 5, 4, 7))
+    weight, bias = (1 + 0.5 * rng.standard_normal(5)).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    _, mean, rstd = reference.batch_norm_act_forward(x, weight, bias, None, None, True, 0.1, 1e-5, activation, 0.2)
+    args = (dy.astype(np.float32), x, weight, bias, mean, rstd, training, activation, 0.2)
+    dx32, dweight32, dbias32 = reference.batch_norm_act_backward(*args)
+    dx, dweight, dbias = run_impl(impl, "batch_norm_act_backward_bf16", *args)
+    assert is_bfloat16(dx)
+    np.testing.assert_allclose(dx, reference.round_to_bfloat16(dx32), rtol=2.0 ** -7, atol=1e-6)
+    np.testing.assert_allclose(dweight, dweight32, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dbias, dbias32, rtol=1e-5, atol=1e-5)
+
+
+def test_leaky_relu_bf16_rounds_its_output_and_its_input_gradient(impl):
+    x, dy = np.random.default_rng(3).standard_normal((2, 4, 3, 5, 5)).astype(np.float32)
     y = run_impl(impl, "leaky_relu_forward_bf16", x, 0.2)
     np.testing.assert_array_equal(y, reference.round_to_bfloat16(reference.leaky_relu_forward(x, 0.2)))
+    dx = run_impl(impl, "leaky_relu_backward_bf16", dy, x, 0.2)
+    np.testing.assert_array_equal(dx, reference.round_to_bfloat16(reference.leaky_relu_backward(dy, x, 0.2)))
 
 
 def test_the_cpu_path_rounds_an_operand_once():

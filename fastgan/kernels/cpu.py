@@ -16,8 +16,9 @@ What runs natively, and what stays in NumPy:
         native, one fused pass each (see the .cpp files for the math and the pass structure).
     the bfloat16 products (the *_bf16 kernels, reference.py): this CPU path has no bfloat16 arithmetic (no AMX, no
         AVX-512-BF16 kernels yet), so they are the float32 kernels above on operands rounded to bfloat16 in one
-        native pass each. Batch norm + activation and LeakyReLU round their output in the pass that writes it, and
-        an operand this module rounded already is not rounded again (_bfloat16_arrays).
+        native pass each. Batch norm + activation and LeakyReLU round their output, and their input gradient, in
+        the pass that writes it, and an operand this module rounded already is not rounded again
+        (_bfloat16_arrays).
 Shapes are spelled out in full (never reshape(n, -1), which an empty batch, n = 0, cannot resolve). The native
 kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
 contiguous here, and anything else unusual (other dtypes, mixed dtypes, non-contiguous state updated in place)
@@ -485,6 +486,24 @@ def batch_norm_act_forward_bf16(x, weight, bias, running_mean, running_var, trai
                                               float(momentum), float(eps), activation, float(negative_slope),
                                               round_bf16=True)
     return _rounded(y), mean, rstd
+
+
+def batch_norm_act_backward_bf16(dy, x, weight, bias, mean, rstd, training, activation, negative_slope):
+    """batch_norm_act_backward with dx rounded to bfloat16 in the pass that writes it."""
+    if not _native(np.float32, dy, x, weight, bias, mean, rstd):
+        return reference.batch_norm_act_backward_bf16(dy, x, weight, bias, mean, rstd, training, activation,
+                                                      negative_slope)
+    dx, dweight, dbias = _C.batch_norm_act_backward(_c(dy), _c(x), _c(weight), _c(bias), _c(mean), _c(rstd),
+                                                    bool(training), activation, float(negative_slope),
+                                                    round_bf16=True)
+    return _rounded(dx), dweight, dbias
+
+
+def leaky_relu_backward_bf16(dy, x, negative_slope):
+    """leaky_relu_backward with dx rounded to bfloat16 in the same pass."""
+    if not _native(np.float32, dy, x):
+        return reference.leaky_relu_backward_bf16(dy, x, negative_slope)
+    return _rounded(_C.leaky_relu_backward(_c(dy), _c(x), float(negative_slope), round_bf16=True))
 
 
 def leaky_relu_forward_bf16(x, negative_slope):

@@ -36,7 +36,8 @@ __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transp
            "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward",
            "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step", "round_to_bfloat16",
            "conv2d_forward_bf16", "conv2d_backward_bf16", "conv_transpose2d_forward_bf16",
-           "conv_transpose2d_backward_bf16", "matmul_bf16", "batch_norm_act_forward_bf16", "leaky_relu_forward_bf16"]
+           "conv_transpose2d_backward_bf16", "matmul_bf16", "batch_norm_act_forward_bf16",
+           "batch_norm_act_backward_bf16", "leaky_relu_forward_bf16", "leaky_relu_backward_bf16"]
 
 
 # --- im2col / col2im ------------------------------------------------------------------------------------------
@@ -429,14 +430,27 @@ def matmul_bf16(a, b):
     return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
 
 
-# Under autocast, batch norm + activation and LeakyReLU feed the next convolution: they round their output to
-# bfloat16 as they write it (their backward is the float32 one: the rounding passes the gradient through).
+# Under autocast, batch norm + activation and LeakyReLU sit between two convolutions: forward, they round their
+# output (the next convolution's operand) to bfloat16 as they write it; backward, their input gradient (the
+# previous convolution's dy, which it rounds anyway: torch's autocast makes it bfloat16 too). Their arithmetic is the
+# float32 kernels'; the rounding of y passes the gradient through unchanged.
 def batch_norm_act_forward_bf16(*args):
     """batch_norm_act_forward (same arguments, float32 statistics) with y rounded to bfloat16 -> (y, mean, rstd)."""
     y, mean, rstd = batch_norm_act_forward(*args)
     return round_to_bfloat16(y), mean, rstd
 
 
+def batch_norm_act_backward_bf16(*args):
+    """batch_norm_act_backward (same arguments, float32 arithmetic) with dx rounded to bfloat16."""
+    dx, dweight, dbias = batch_norm_act_backward(*args)
+    return round_to_bfloat16(dx), dweight, dbias
+
+
 def leaky_relu_forward_bf16(x, negative_slope):
     """leaky_relu_forward with y rounded to bfloat16."""
     return round_to_bfloat16(leaky_relu_forward(x, negative_slope))
+
+
+def leaky_relu_backward_bf16(dy, x, negative_slope):
+    """leaky_relu_backward with dx rounded to bfloat16."""
+    return round_to_bfloat16(leaky_relu_backward(dy, x, negative_slope))
