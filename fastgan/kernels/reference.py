@@ -430,10 +430,10 @@ def matmul_bf16(a, b):
     return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
 
 
-# Under autocast, batch norm + activation and LeakyReLU sit between two convolutions: forward, they round their
-# output (the next convolution's operand) to bfloat16 as they write it; backward, their input gradient (the
-# previous convolution's dy, which it rounds anyway: torch's autocast makes it bfloat16 too). Their arithmetic is the
-# float32 kernels'; the rounding of y passes the gradient through unchanged.
+# Under autocast, batch norm + activation and LeakyReLU sit between two convolutions. Forward, they round their
+# output (the next convolution's operand) to bfloat16 as they write it; backward, they round their input gradient
+# (the previous convolution's dy, which that convolution would round anyway; torch's autocast makes it bfloat16 too).
+# Their arithmetic is the float32 kernels'; the rounding of y passes the gradient through unchanged.
 def batch_norm_act_forward_bf16(*args):
     """batch_norm_act_forward (same arguments, float32 statistics) with y rounded to bfloat16 -> (y, mean, rstd)."""
     y, mean, rstd = batch_norm_act_forward(*args)
