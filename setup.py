@@ -59,7 +59,7 @@ setup(
     package_data={"fastgan.kernels": ["cuda_src/*.cu", "cuda_src/*.cuh"]},
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "tqdm>=4.60", "Pillow>=9.0", "matplotlib>=3.6", "safetensors>=0.4",
-                      "threadpoolctl>=3.1"],
+                      "threadpoolctl>=3.1", "ml_dtypes>=0.3"],
     extras_require={
         # torch is the numerical oracle of the tests (hypothesis draws the randomised cases of test_properties.py);
         # Triton's CPU interpreter runs the Triton kernels in CI; the multi-process tests run under the mpiexec of

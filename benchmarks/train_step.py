@@ -6,6 +6,8 @@
     python benchmarks/train_step.py --model mlp     # the 2014 paper's MLP GAN (simultaneous SGD step), batch 100
     python benchmarks/train_step.py --model dcgan64 # the DCGAN tutorial's 64×64 RGB model (ngf = ndf = 64)
     FASTGAN_CONV=im2col python benchmarks/train_step.py   # no direct convolutions (=direct: every one direct)
+    python benchmarks/train_step.py --precision bf16  # fastgan.autocast("bfloat16") vs torch.autocast bf16
+    python benchmarks/train_step.py --precision bf16 --with-fp32   # and each engine's bf16 against its fp32
 
 Both engines train the same model (same weights, batch and noise) with the same number of threads; the first steps
 are checked to agree before anything is timed (the MLP GAN's with D's dropout off: the engines draw different
@@ -18,6 +20,13 @@ computes D's weight gradients, which nobody uses (D's next step zeroes them); fa
 So the DCGAN step is timed in four variants: each engine's recipe, and each engine doing the other's work. The
 recipe ratio compares the two recipes; the same-work ratios compare the engines on equal work (both skip D's
 weight gradients in G's step, or both compute them). The MLP GAN's simultaneous step does the same work in both.
+
+--precision bf16 runs every step of fastgan under fastgan.autocast("bfloat16") and every step of torch under
+torch.autocast("cpu", dtype=torch.bfloat16): in both, the convolutions take bfloat16 operands and sum in float32,
+and batch norm's statistics, the loss and Adam stay float32 (docs/precision.md). What each engine then computes
+depends on the CPU: fastgan's bf16 products are its float32 kernels on operands rounded to bfloat16 (it has no
+AMX / AVX-512-BF16 kernels yet); torch's are oneDNN's bf16 convolutions, which on a CPU without bf16 arithmetic
+convert to float32 inside the kernel too. The first steps are validated at bfloat16's level (losses within 2 %).
 """
 import argparse
 import contextlib
@@ -37,6 +46,11 @@ def parse():
     p.add_argument("--steps", type=int, default=20, help="timed steps per engine (after 3 warm-up steps)")
     p.add_argument("--threads", type=int, default=2, help="threads for both engines (BLAS, OpenMP, torch)")
     p.add_argument("--impl", default=None, help="pin one fastgan kernel implementation (reference, cpu)")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="bf16: both engines under their autocast (bfloat16 products, float32 sums)")
+    p.add_argument("--with-fp32", action="store_true",
+                   help="with --precision bf16: also time each engine's recipe in fp32, and print bf16's speed over "
+                        "fp32 for each engine")
     p.add_argument("--numpy-first", action="store_true",
                    help="import NumPy before fastgan, as a user's script usually does (default: fastgan first)")
     return p.parse_args()
@@ -97,11 +111,22 @@ def main():
         ratios = [("recipe (the same work in both)", "fastgan", "torch")]
     batches = [(real.astype(np.float32), z.astype(np.float32)) for real, z in batches]
 
+    bf16 = args.precision == "bf16"
+    fp32_variants = {}  # variant -> the bf16 variant it is the fp32 twin of
+    if bf16 and args.with_fp32:
+        ours["fastgan, fp32"], theirs["torch, fp32"] = ours["fastgan"], theirs["torch"]
+        fp32_variants = {"fastgan, fp32": "fastgan", "torch, fp32": "torch"}
+
     def run(name, i):
         real, z = batches[i % len(batches)]
         if name in ours:
-            return ours[name](G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
-        return theirs[name](tG, tD, topt_g, topt_d, torch.from_numpy(real), torch.from_numpy(z))
+            with fastgan.autocast("bfloat16", enabled=bf16 and name not in fp32_variants):
+                return ours[name](G, D, opt_g, opt_d, fastgan.tensor(real), fastgan.tensor(z))
+        # cache_enabled=False: autocast otherwise keeps the bf16 copy of each weight until the block ends, and the G
+        # step, inside the same block, would then see D's weights from before D's update
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16 and name not in fp32_variants,
+                            cache_enabled=False):
+            return theirs[name](tG, tD, topt_g, topt_d, torch.from_numpy(real), torch.from_numpy(z))
 
     with dispatch.use(args.impl):
         # validate: from identical weights, the first steps must give the same losses, every variant at least once
@@ -117,7 +142,8 @@ def main():
         for i in range(max(3, len(pairs))):
             mine, other = pairs[i % len(pairs)]
             s, (ld, lg) = run(mine, i), run(other, i)
-            if i < compared and not np.allclose([s["loss_d"], s["loss_g"]], [ld, lg], rtol=1e-3, atol=1e-4):
+            tol = dict(rtol=2e-2, atol=1e-3) if bf16 else dict(rtol=1e-3, atol=1e-4)
+            if i < compared and not np.allclose([s["loss_d"], s["loss_g"]], [ld, lg], **tol):
                 sys.exit(f"validation failed at step {i} ({mine} vs {other}): fastgan {s['loss_d']:.5f}/"
                          f"{s['loss_g']:.5f} vs torch {ld:.5f}/{lg:.5f}")
         D.train(), tD.train()
@@ -136,6 +162,10 @@ def main():
         impl = impl.replace("cpu", f"cpu (FASTGAN_CONV={dispatch.implementation('cpu').conv_choice()})")
     order = "NumPy imported before fastgan" if args.numpy_first else "fastgan imported before NumPy"
     print(f"{title} training step, batch {n}, {args.threads} threads, fastgan kernels: {impl}; {order}")
+    if bf16:
+        cpu = dispatch.implementation("cpu")
+        print("precision bf16: fastgan.autocast('bfloat16') vs torch.autocast('cpu', torch.bfloat16); fastgan's bf16 "
+              f"products: {cpu.bfloat16_path() if cpu else 'the NumPy reference'}")
     print(f"{'variant':48s} {'ms/step':>9s} {'img/s':>8s} {'s/epoch':>8s}")
     for name, t in times.items():
         print(f"{name:48s} {t * 1e3:9.1f} {n / t:8.0f} {t * iters:8.1f}")
@@ -143,6 +173,11 @@ def main():
     for label, mine, other in ratios:
         per_step = statistics.median(t / o for o, t in zip(samples[mine], samples[other], strict=True))
         print(f"  {times[other] / times[mine]:.2f}x ({per_step:.2f}x)  {label}")
+    if fp32_variants:
+        print("bf16 / fp32 throughput of each engine's recipe (median of the per-step ratios in brackets):")
+        for fp32, twin in fp32_variants.items():
+            per_step = statistics.median(f / b for b, f in zip(samples[twin], samples[fp32], strict=True))
+            print(f"  {times[fp32] / times[twin]:.2f}x ({per_step:.2f}x)  {twin}")
     print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} cores")
 

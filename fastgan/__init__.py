@@ -14,6 +14,7 @@ if not os.environ.get("FASTGAN_SYSTEM_MALLOC"):
 from .tensor import Tensor, full, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
 from .random import get_rng_state, manual_seed, rand, randn, set_rng_state, uniform
 from . import autograd, functional, nn, optim, testing  # noqa: E402  (they build on the names above)
+from .precision import autocast  # noqa: E402
 
 # dtype names as torch spells them (`dtype=torch.float` in a learner's script); fastgan's dtypes are NumPy's
 float32 = float = np.float32  # noqa: A001
@@ -24,4 +25,4 @@ __version__ = "0.1.0"
 # (float, double and long stay out of __all__: `from fastgan import *` would shadow the builtin float)
 __all__ = ["Tensor", "tensor", "zeros", "ones", "full", "randn", "rand", "uniform", "manual_seed", "get_rng_state",
            "set_rng_state", "no_grad", "is_grad_enabled", "autograd", "testing", "functional", "nn", "optim",
-           "dispatch", "backend", "float32", "float64", "int64"]
+           "dispatch", "backend", "autocast", "float32", "float64", "int64"]

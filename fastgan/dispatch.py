@@ -95,9 +95,11 @@ def use(impl):
 
 
 def describe(device="cpu"):
-    """{kernel op: implementation that runs it by default} — what `python -m fastgan.kernels` prints."""
+    """{kernel op: implementation that runs it by default} — what `python -m fastgan.kernels` prints (the *_bf16
+    ops are the bfloat16 products of fastgan.autocast)."""
     reference = implementation("reference")
-    ops = [n for n in dir(reference) if n.endswith(("_forward", "_backward", "_step"))]
+    ops = [n for n in reference.__all__ if n.endswith(("_forward", "_backward", "_step", "_bf16"))
+           or n == "round_to_bfloat16"]
     chosen = {}
     for op in ops:
         fn = kernel(op, device)

@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from . import backend, dispatch, promotion
+from . import backend, dispatch, precision, promotion
 from .random import generator
 from .tensor import Tensor, _result
 
@@ -185,17 +185,26 @@ def matmul(a, b):
         batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
     except ValueError:
         raise ValueError(f"matmul: shapes {a.shape} and {b.shape} cannot be multiplied") from None
-    product = A @ B
+    mm = _matrix_product(a, b)
+    product = mm(A, B)
     shape = batch + A.shape[-2:-1] * (a.ndim > 1) + B.shape[-1:] * (b.ndim > 1)
 
     # C = AB: dA = dC Bᵀ, dB = Aᵀ dC (on the matrix forms; the batch dims are summed back by the engine)
     def backward(g):
         g = g.reshape(product.shape)
         want_a, want_b = _wanted(a, b)
-        da = g @ xp.swapaxes(B, -1, -2) if want_a else None
-        db = xp.swapaxes(A, -1, -2) @ g if want_b else None
+        da = mm(g, xp.swapaxes(B, -1, -2)) if want_a else None
+        db = mm(xp.swapaxes(A, -1, -2), g) if want_b else None
         return (da[..., 0, :] if want_a and a.ndim == 1 else da, db[..., 0] if want_b and b.ndim == 1 else db)
     return _result(product.reshape(shape), (a, b), backward, "matmul")
+
+
+def _matrix_product(*tensors):
+    """The matrix product of these tensors' arrays: `@`, or under autocast the kernel that rounds both operands to
+    bfloat16 and sums in float32 (precision.py); their backward's products run in the same precision."""
+    if precision.applies(*tensors):
+        return dispatch.kernel("matmul_bf16", tensors[0].device)
+    return lambda p, q: p @ q
 
 
 def linear(x, weight, bias=None):
@@ -206,13 +215,14 @@ def linear(x, weight, bias=None):
         raise ValueError(f"linear: input {x.shape} does not match weight {weight.shape} (expected (N, {weight.shape[1]}))")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias {bias.shape} does not match weight {weight.shape}")
-    out = x.data @ weight.data.T
+    mm = _matrix_product(x, weight, bias)
+    out = mm(x.data, weight.data.T)
     if bias is not None:
         out += bias.data
     # y = x Wᵀ + b: dx = dy W, dW = dyᵀ x, db = Σ_n dy   (each only if wanted: see _wanted)
     def backward(g):
         want_x, want_w, want_b = _wanted(x, weight, bias)
-        return (g @ weight.data if want_x else None, g.T @ x.data if want_w else None,
+        return (mm(g, weight.data) if want_x else None, mm(g.T, x.data) if want_w else None,
                 g.sum(axis=0) if want_b else None)
     return _result(out, (x, weight, bias), backward, "linear")
 
@@ -400,8 +410,10 @@ def relu(x):
 
 
 def leaky_relu(x, negative_slope=0.01, impl=None):
-    forward = dispatch.kernel("leaky_relu_forward", x.device, impl)
-    backward_kernel = dispatch.kernel("leaky_relu_backward", x.device, impl)
+    """Under autocast("bfloat16") the output and the input gradient are rounded to bfloat16 (the next
+    convolution's operand, the previous one's dy)."""
+    forward = dispatch.kernel(precision.kernel_name("leaky_relu_forward", x), x.device, impl)
+    backward_kernel = dispatch.kernel(precision.kernel_name("leaky_relu_backward", x), x.device, impl)
     # leaky(x) = x·(1 if x>0 else a): d/dx = 1 or a, recomputed from x in the backward kernel
     return _result(forward(x.data, negative_slope), (x,),
                    lambda g: (backward_kernel(g, x.data, negative_slope),), "leaky_relu")
@@ -498,8 +510,9 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, impl=None):
     if x.shape[2] + 2 * padding[0] < kh or x.shape[3] + 2 * padding[1] < kw or 0 in stride:
         raise ValueError(f"conv2d: kernel {weight.shape[2:]} with padding {padding}, stride {stride} does not fit "
                          f"input {x.shape}")
-    forward = dispatch.kernel("conv2d_forward", x.device, impl)
-    backward_kernel = dispatch.kernel("conv2d_backward", x.device, impl)
+    # under autocast: the _bf16 kernels, operands rounded to bfloat16 and float32 sums (precision.py)
+    forward = dispatch.kernel(precision.kernel_name("conv2d_forward", x, weight, bias), x.device, impl)
+    backward_kernel = dispatch.kernel(precision.kernel_name("conv2d_backward", x, weight, bias), x.device, impl)
     out = forward(x.data, weight.data, None if bias is None else bias.data, stride, padding)
     # derivation in kernels/reference.py: dx = col2im(Wᵀ dy), dW = dy · im2col(x)ᵀ, db = Σ dy
     return _result(out, (x, weight, bias),
@@ -519,8 +532,10 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     if min(out_hw) < 1 or 0 in stride:
         raise ValueError(f"conv_transpose2d: input {x.shape} with weight {weight.shape}, stride {stride}, padding "
                          f"{padding} gives an empty output {tuple(out_hw)}")
-    forward = dispatch.kernel("conv_transpose2d_forward", x.device, impl)
-    backward_kernel = dispatch.kernel("conv_transpose2d_backward", x.device, impl)
+    # under autocast: the _bf16 kernels, operands rounded to bfloat16 and float32 sums (precision.py)
+    forward = dispatch.kernel(precision.kernel_name("conv_transpose2d_forward", x, weight, bias), x.device, impl)
+    backward_kernel = dispatch.kernel(precision.kernel_name("conv_transpose2d_backward", x, weight, bias), x.device,
+                                      impl)
     out = forward(x.data, weight.data, None if bias is None else bias.data, stride, padding, output_padding)
     # derivation in kernels/reference.py: dx = conv2d(dy, W), dW = x · im2col(dy)ᵀ, db = Σ dy
     return _result(out, (x, weight, bias),
@@ -539,7 +554,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
 
     Training mode normalises with the batch statistics and updates the running ones in place (unbiased variance,
     as torch); eval mode uses the running statistics. The backward recomputes the activation's mask from the saved
-    mean and 1/std instead of storing the activation.
+    mean and 1/std instead of storing the activation. Under autocast("bfloat16") the statistics and arithmetic stay
+    float32; the output and the input gradient are rounded to bfloat16 as they are written (the next convolution's
+    operand, the previous one's dy).
     """
     _check_ndim("batch_norm", "input", x, (2, 4))
     _check_same_dtype("batch_norm", x, weight, bias)
@@ -551,8 +568,9 @@ def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=Fa
             raise ValueError(f"batch_norm: {name} {t.shape} does not match input {x.shape} ({channels} channels)")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: eval mode needs running_mean and running_var")
-    forward = dispatch.kernel("batch_norm_act_forward", x.device, impl)
-    backward_kernel = dispatch.kernel("batch_norm_act_backward", x.device, impl)
+    forward = dispatch.kernel(precision.kernel_name("batch_norm_act_forward", x, weight, bias), x.device, impl)
+    backward_kernel = dispatch.kernel(precision.kernel_name("batch_norm_act_backward", x, weight, bias), x.device,
+                                      impl)
     out, mean, rstd = forward(x.data, None if weight is None else weight.data, None if bias is None else bias.data,
                               None if running_mean is None else running_mean.data,
                               None if running_var is None else running_var.data,
@@ -642,7 +660,7 @@ def to_device(x, device):
     return _result(out, (x,), lambda g: (backend.array_module(source).asarray(backend.to_numpy(g)),), "to")
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("np", "backend",
+__all__ = [name for name in dir() if not name.startswith("_") and name not in ("np", "precision", "backend",
                                                                                 "dispatch", "generator", "Tensor")]
 
 

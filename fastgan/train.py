@@ -66,16 +66,18 @@ GRID_PER_CLASS = 8         # a conditional run's grids: one row of 8 samples per
 # error. Only --epochs may change, and --data-dir (the same data, found elsewhere: its fingerprint must not change).
 RUN_SETTINGS = ("dataset", "model", "batch_size", "lr", "beta1", "nz", "noise", "g_loss", "real_label", "seed",
                 "limit", "data_dir", "log_every", "eval_every", "eval_samples", "image_size", "nc", "ngf", "ndf",
-                "strict", "d_steps", "minibatch_disc", "vbn", "conditional", "sync_bn")
+                "strict", "d_steps", "minibatch_disc", "vbn", "conditional", "sync_bn", "precision")
 MAY_CHANGE_ON_RESUME = ("epochs", "data_dir")
 # the parser's defaults are None so that the flags a user gave can be told apart; these fill the rest (batch size,
 # lr, β1 and noise come from the model's recipe; image size, channels and widths from the model and the data set)
 DEFAULTS = {"model": "dcgan", "nz": 100, "g_loss": "non-saturating", "real_label": 1.0, "seed": 0, "limit": None,
             "data_dir": None, "log_every": 50, "eval_every": 0, "eval_samples": 10000, "strict": False,
-            "d_steps": 1, "minibatch_disc": None, "vbn": False, "conditional": None, "sync_bn": False}
+            "d_steps": 1, "minibatch_disc": None, "vbn": False, "conditional": None, "sync_bn": False,
+            "precision": "fp32"}
 # settings added after the first checkpoints were written: a config without them had these values
 LATER_SETTINGS = {"image_size": None, "nc": None, "ngf": None, "ndf": None, "strict": False, "d_steps": 1,
-                  "minibatch_disc": None, "vbn": False, "conditional": None, "sync_bn": False}
+                  "minibatch_disc": None, "vbn": False, "conditional": None, "sync_bn": False, "precision": "fp32"}
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}  # --precision -> fastgan.autocast's dtype
 # Divergence: D's losses are binary cross-entropies on its logits s, about |s| when D is confidently wrong, and a
 # healthy run keeps them between about 0.1 and 10. σ(s) is within float32 rounding of 0 or 1 beyond |s| ≈ 17, so a
 # loss or a logit beyond 1e4 cannot come from a working D: it is a run whose weights are blowing up (at --lr 1e6
@@ -131,6 +133,7 @@ SETTING_RULES = {
     "vbn": ("--vbn", lambda v: isinstance(v, bool), "true or false"),
     "conditional": ("--conditional", lambda v: v in CONDITIONAL_KINDS, f"one of {CONDITIONAL_KINDS}"),
     "sync_bn": ("--sync-bn", lambda v: isinstance(v, bool), "true or false"),
+    "precision": ("--precision", lambda v: v in PRECISIONS, f"one of {tuple(PRECISIONS)}"),
 }
 
 
@@ -186,6 +189,11 @@ def build_parser():
                    help="train with the labels (dcgan on mnist): cgan (class given to G and D), projection (class "
                         "embedding projected on D's features) or acgan (D also classifies); grids show one digit "
                         "per row")
+    p.add_argument("--precision", choices=list(PRECISIONS),
+                   help="fp32 (default), or bf16: the training steps run under fastgan.autocast('bfloat16') -- "
+                        "convolutions and matrix products on bfloat16 operands with float32 sums; batch-norm "
+                        "statistics, the loss, the weights and Adam's state stay float32 (docs/precision.md). "
+                        "CPU only")
     p.add_argument("--seed", type=int, help=f"random seed: same seed, same run (default: {DEFAULTS['seed']})")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<model>-<date>-<time>); one that "
                                                "already holds a run is refused")
@@ -475,8 +483,9 @@ def run(config, run_dir, resume_state=None, progress=True, dry_run=False, device
                                          parallel.shard(random_labels(batch, device=device))))
                 else:
                     batches.append(Batch(real, z))
-            stats = parallel.step(play, G, D, opt_g, opt_d, batches, config["g_loss"], config["real_label"],
-                                  recipe.d_loss_scale)
+            with fastgan.autocast(PRECISIONS[config["precision"]]):  # the steps only: samples and checks stay fp32
+                stats = parallel.step(play, G, D, opt_g, opt_d, batches, config["g_loss"], config["real_label"],
+                                      recipe.d_loss_scale)
             if diverged(stats["loss_d"]) or diverged(stats["loss_g"]):
                 raise TrainingError(f"training diverged at epoch {epoch} step {i}: Loss_D = {stats['loss_d']:.4g}, "
                                     f"Loss_G = {stats['loss_g']:.4g} (NaN, infinite or beyond ±{DIVERGENCE_LIMIT:g}). "
@@ -531,6 +540,17 @@ def choose_device(flag):
         raise TrainingError("--device cuda: no GPU kernels are available on this machine (CuPy and a GPU "
                             "are needed); use --device cpu")
     return device
+
+
+def device_for_precision(parser, config, device, flag):
+    """The device a run of config's precision trains on: bf16 has no GPU kernels yet, so --device auto falls back
+    to the CPU for it, and --device cuda is refused."""
+    if config["precision"] != "bf16" or device == "cpu":
+        return device
+    if flag == "auto":
+        return "cpu"
+    parser.error("--precision bf16 --device cuda: the GPU kernels have no bfloat16 versions yet (the bf16 "
+                 "products run on the CPU only); use --device cpu, or --precision fp32 on the GPU")
 
 
 def plan_run(parser, args, given):
@@ -596,8 +616,9 @@ def main(argv=None, comm=None):
     parallel.announce()
     run_dir, started = None, False
     try:
-        device = parallel.use_device(choose_device(args.device))
+        device = choose_device(args.device)
         config, run_dir, state = parallel.from_rank_zero(plan_run, parser, args, given)  # rank 0 reads and checks
+        device = parallel.use_device(device_for_precision(parser, config, device, args.device))
         refused = parallel.refusals(config)
         if refused:
             parser.error("; ".join(refused))

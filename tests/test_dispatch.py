@@ -155,5 +155,7 @@ def test_python_m_fastgan_kernels_names_the_implementation_of_every_op():
     listed = [line.split() for line in lines[lines.index("on the cpu:") + 1:] if line.startswith("  ")]
     assert dict(listed) == dispatch.describe("cpu"), out
     assert {"conv2d_forward", "batch_norm_act_backward", "adam_step", *OPS} <= set(dict(listed)), out
+    assert {"conv2d_forward_bf16", "round_to_bfloat16"} <= set(dict(listed)), out
     if dispatch.implementation("cpu") is not None:
-        assert "float32 convolutions on the cpu: " in lines[-1]
+        assert "float32 convolutions on the cpu: " in lines[-2]
+        assert lines[-1].startswith("bfloat16 products on the cpu (*_bf16, fastgan.autocast): "), out

@@ -408,3 +408,43 @@ def test_the_reported_divergent_runs_stop_with_a_sound_checkpoint(tmp_path, caps
     assert train.main(common + ["--epochs", "3", "--lr", "1e6", "--out", lr1e6]) == 1
     assert "training diverged at epoch 0 step 1" in capsys.readouterr().err  # Loss_D ≈ 2e10: once meant rc 0
     assert "checkpoint.json" not in os.listdir(lr1e6)
+
+
+# --- --precision bf16 -------------------------------------------------------------------------------------------------
+
+def test_a_bf16_run_records_its_precision_and_resumes_exactly(tmp_path, quick):
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    assert run("--precision", "bf16", "--epochs", "2", "--out", straight) == 0
+    assert run("--precision", "bf16", "--epochs", "1", "--out", resumed) == 0
+    assert json.load(open(os.path.join(resumed, "config.json")))["precision"] == "bf16"
+    assert run("--resume", resumed, "--epochs", "2") == 0       # the precision comes back from the checkpoint
+    assert load(resumed)["config"]["precision"] == "bf16"
+    assert_same_weights(resumed, straight)
+    assert metric_records(resumed) == metric_records(straight)
+
+
+def test_bf16_trains_differently_from_fp32_and_keeps_float32_weights(tmp_path, quick):
+    runs = {p: str(tmp_path / p) for p in ("fp32", "bf16")}
+    for precision, out in runs.items():
+        assert run("--precision", precision, "--epochs", "1", "--out", out) == 0
+    fp32, bf16 = load(runs["fp32"]), load(runs["bf16"])
+    name = next(iter(fp32["G"]))
+    assert bf16["G"][name].dtype == np.float32
+    assert not np.array_equal(fp32["G"][name], bf16["G"][name])   # the steps really ran in another precision
+
+
+def test_bf16_resume_refuses_another_precision_and_the_gpu(tmp_path, capsys, monkeypatch, quick):
+    out = str(tmp_path / "run")
+    assert run("--precision", "bf16", "--epochs", "1", "--out", out) == 0
+    with pytest.raises(SystemExit) as exit_:
+        run("--resume", out, "--epochs", "2", "--precision", "fp32")
+    assert exit_.value.code == 2 and "--precision 'fp32' (the run has 'bf16')" in capsys.readouterr().err
+    monkeypatch.setattr(train, "choose_device", lambda flag: "cuda")   # as on a machine with a usable GPU
+    with pytest.raises(SystemExit) as exit_:
+        train.main(["mnist", "--precision", "bf16", "--device", "cuda", "--out", str(tmp_path / "gpu")])
+    assert exit_.value.code == 2 and not os.path.exists(tmp_path / "gpu")
+    assert "--precision bf16 --device cuda: the GPU kernels have no bfloat16 versions yet" in capsys.readouterr().err
+    auto = str(tmp_path / "auto")   # --device auto: a bf16 run falls back to the CPU
+    assert train.main(["mnist", "--precision", "bf16", "--no-progress", "--limit", "256", "--batch-size", "64",
+                       "--dry-run", "--epochs", "1", "--out", auto]) == 0
+    assert json.load(open(os.path.join(auto, "config.json")))["device"] == "cpu"

@@ -4,6 +4,7 @@ Without a GPU, Triton's interpreter runs the kernels on the CPU (TRITON_INTERPRE
 imported) with torch CPU tensors as the carriers; on a GPU they run compiled, on CuPy arrays. Each test body takes
 the implementation's name, so another GPU implementation joins by being added to GPU_IMPLS.
 """
+import functools
 import inspect
 import json
 import os
@@ -245,3 +246,65 @@ def test_every_launch_compiles_for_sm90(tmp_path, triton_dir):
     if triton_dir is not None:
         assert f"from {triton_dir}{os.sep}" in result.stdout, f"another Triton was used: {result.stdout}"
     print(result.stdout)   # which Triton compiled how many launches (shown with pytest -s or -rA)
+
+
+# --- bfloat16: tl.dot on bfloat16 tiles with float32 accumulators ----------------------------------------------------
+
+@functools.lru_cache(maxsize=None)
+def interpreter_bfloat16_problem():
+    """Why Triton's interpreter cannot run the bf16 convolutions here (None on a GPU, or when it can): it is asked
+    to round to bfloat16 and multiply 16×16 bfloat16 tiles, and its answers are checked."""
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        return None
+    import torch
+    import triton
+    import triton.language as tl
+
+    @triton.jit
+    def probe(a_ptr, rounded_ptr, product_ptr):
+        i = tl.arange(0, 16)
+        a = tl.load(a_ptr + i[:, None] * 16 + i[None, :]).to(tl.bfloat16)
+        tl.store(rounded_ptr + i[:, None] * 16 + i[None, :], a.to(tl.float32))
+        product = tl.dot(a, a, tl.zeros((16, 16), tl.float32), out_dtype=tl.float32)
+        tl.store(product_ptr + i[:, None] * 16 + i[None, :], product)
+
+    a = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
+    rounded, product = torch.empty(16, 16), torch.empty(16, 16)
+    probe[(1,)](torch.from_numpy(a), rounded, product)
+    want = reference.round_to_bfloat16(a)
+    problems = []
+    if not np.array_equal(rounded.numpy(), want):
+        problems.append("its float32 -> bfloat16 cast does not round to nearest even")
+    if not np.allclose(product.numpy(), want @ want, rtol=1e-5, atol=1e-5):
+        problems.append("its tl.dot of bfloat16 tiles is wrong (it multiplies their 16-bit storage as integers)")
+    return (f"Triton {triton.__version__}'s interpreter cannot run the bf16 convolutions: {'; '.join(problems)}"
+            if problems else None)
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.name)
+def test_bf16_conv_against_the_reference(kernel_impl, case):
+    """conv.py's *_bf16 versions (BF16=True: tiles rounded to bfloat16, float32 accumulators) within the bound of
+    tests/test_bfloat16.py (the same rounded operands; only the order of the float32 sums differs)."""
+    problem = interpreter_bfloat16_problem()
+    if problem:
+        pytest.skip(problem)
+    from fastgan.kernels.triton import conv
+    from kernel_cases import carrier
+    from test_bfloat16 import check_bf16_conv
+    to, back, _ = carrier(kernel_impl)
+
+    def triton_bf16(fn, *args):
+        out = getattr(conv, fn + "_bf16")(*[to(a) if isinstance(a, np.ndarray) else a for a in args])
+        return tuple(None if o is None else np.asarray(back(o)) for o in out) if isinstance(out, tuple) else \
+            np.asarray(back(out))
+    check_bf16_conv(kernel_impl, case, kernel=triton_bf16)
+
+
+def test_the_interpreter_says_why_it_cannot_run_bfloat16():
+    """The reason the bf16 tests above skip under the interpreter is measured, not assumed: if a later Triton runs
+    them, the probe returns None and they run."""
+    problem = interpreter_bfloat16_problem()
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        assert problem is None
+    elif problem is not None:
+        assert problem.startswith("Triton ") and "interpreter cannot run the bf16 convolutions" in problem

@@ -21,6 +21,7 @@ struct BatchNormForward {
     double momentum, eps;
     T slope;
     T *mean, *rstd;                  // outputs, per channel
+    bool round_bf16;                 // y rounded to bfloat16 as it is written (float only: the next conv's operand)
 };
 
 template <typename T>
@@ -32,6 +33,7 @@ struct BatchNormBackward {
     bool training;
     T slope;
     T *dgamma, *dbeta;
+    bool round_bf16;                 // dx rounded to bfloat16 as it is written (float only: the next conv's dy)
 };
 
 // Forward, for the channels [c0, c1). Training: μ = mean of x, σ² = biased variance (two passes), and the running
@@ -84,6 +86,8 @@ FASTGAN_MULTIVERSION void forward_channels(const BatchNormForward<T>& p, index_t
             const T *in = run(p.x, n, c), mu_c = mu[c - c0], scale_c = scale[c - c0], shift_c = shift[c - c0];
             T* out = p.y + (n * C + c) * S;
             for (index_t s = 0; s < S; ++s) out[s] = activate<A>((in[s] - mu_c) * scale_c + shift_c, p.slope);
+            if constexpr (std::is_same_v<T, float>)
+                if (p.round_bf16) round_run_to_bfloat16(out, out, S);   // the run just written, still in L1
         }
 }
 
@@ -138,6 +142,8 @@ FASTGAN_MULTIVERSION void backward_channels(const BatchNormBackward<T>& p, index
             T* g = p.dx + (n * C + c) * S;
             const T mu_k = mu[k], r_k = r[k], dgm = dg_m[k], dbm = db_m[k], gr = gamma_rstd[k];
             for (index_t s = 0; s < S; ++s) g[s] = (g[s] - (in[s] - mu_k) * r_k * dgm - dbm) * gr;
+            if constexpr (std::is_same_v<T, float>)
+                if (p.round_bf16) round_run_to_bfloat16(g, g, S);   // the run just written, still in L1
         }
 }
 
@@ -153,7 +159,7 @@ void register_batchnorm_act(py::module_& m) {
     m.def("batch_norm_act_forward", [](const py::array& x, const OptArray& weight, const OptArray& bias,
                                        const OptArray& running_mean, const OptArray& running_var, bool training,
                                        double momentum, double eps, const std::optional<std::string>& activation,
-                                       double negative_slope) {
+                                       double negative_slope, bool round_bf16) {
         return dispatch_float(x, "batch_norm_act_forward", [&](auto tag) -> py::tuple {
             using T = decltype(tag);
             const char* op = "batch_norm_act_forward";
@@ -165,6 +171,8 @@ void register_batchnorm_act(py::module_& m) {
                                       "with " + std::to_string(N * S) + " value(s) per channel");
             if (!training && (!running_mean || !running_var))
                 throw py::value_error("batch_norm: eval mode needs running_mean and running_var");
+            if (round_bf16 && !std::is_same_v<T, float>)
+                throw py::type_error("batch_norm_act_forward: round_bf16 rounds float32 outputs only");
             const T* px = data_of<T>(x, op, "x");
             const T* g = optional_data<T>(weight, C, op, "weight");
             const T* b = optional_data<T>(bias, C, op, "bias");
@@ -173,7 +181,7 @@ void register_batchnorm_act(py::module_& m) {
             auto y = empty<T>(shape_of(x));
             auto mean = empty<T>({C}), rstd = empty<T>({C});
             const BatchNormForward<T> p{px, y.mutable_data(), N, C, S, g, b, rm, rv, training, momentum, eps,
-                                        T(negative_slope), mean.mutable_data(), rstd.mutable_data()};
+                                        T(negative_slope), mean.mutable_data(), rstd.mutable_data(), round_bf16};
             {
                 py::gil_scoped_release nogil;
                 with_activation(act, [&](auto a) {
@@ -185,12 +193,14 @@ void register_batchnorm_act(py::module_& m) {
         });
     }, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"), py::arg("running_var"),
        py::arg("training"), py::arg("momentum"), py::arg("eps"), py::arg("activation"), py::arg("negative_slope"),
-       "-> (y, mean, rstd): batch norm + activation; training updates the running statistics in place.");
+       py::arg("round_bf16") = false,
+       "-> (y, mean, rstd): batch norm + activation; training updates the running statistics in place; "
+       "round_bf16: y rounded to bfloat16 (float32 only).");
 
     m.def("batch_norm_act_backward", [](const py::array& dy, const py::array& x, const OptArray& weight,
                                         const OptArray& bias, const py::array& mean, const py::array& rstd,
                                         bool training, const std::optional<std::string>& activation,
-                                        double negative_slope) {
+                                        double negative_slope, bool round_bf16) {
         return dispatch_float(x, "batch_norm_act_backward", [&](auto tag) -> py::tuple {
             using T = decltype(tag);
             const char* op = "batch_norm_act_backward";
@@ -198,6 +208,8 @@ void register_batchnorm_act(py::module_& m) {
             check_bn_input(x, op, N, C, S);
             if (shape_of(dy) != shape_of(x)) throw py::value_error(std::string(op) + ": dy and x differ in shape");
             const Activation act = parse_activation(activation, op);
+            if (round_bf16 && !std::is_same_v<T, float>)
+                throw py::type_error("batch_norm_act_backward: round_bf16 rounds float32 outputs only");
             const T* pdy = data_of<T>(dy, op, "dy");
             const T* px = data_of<T>(x, op, "x");
             const T* g = optional_data<T>(weight, C, op, "weight");
@@ -207,7 +219,7 @@ void register_batchnorm_act(py::module_& m) {
             auto dx = empty<T>(shape_of(x));
             auto dgamma = empty<T>({C}), dbeta = empty<T>({C});
             const BatchNormBackward<T> p{pdy, px, dx.mutable_data(), N, C, S, g, b, pm, pr, training,
-                                         T(negative_slope), dgamma.mutable_data(), dbeta.mutable_data()};
+                                         T(negative_slope), dgamma.mutable_data(), dbeta.mutable_data(), round_bf16};
             {
                 py::gil_scoped_release nogil;
                 with_activation(act, [&](auto a) {
@@ -218,8 +230,9 @@ void register_batchnorm_act(py::module_& m) {
             return py::make_tuple(dx, dgamma, dbeta);
         });
     }, py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("mean"), py::arg("rstd"),
-       py::arg("training"), py::arg("activation"), py::arg("negative_slope"),
-       "-> (dx, dweight, dbias); the activation's mask is recomputed from the saved mean and rstd.");
+       py::arg("training"), py::arg("activation"), py::arg("negative_slope"), py::arg("round_bf16") = false,
+       "-> (dx, dweight, dbias); the activation's mask is recomputed from the saved mean and rstd; round_bf16: dx "
+       "rounded to bfloat16 (float32 only).");
 }
 
 }  // namespace fastgan

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <type_traits>
@@ -275,6 +276,28 @@ inline T activation_grad(T g, T z, T slope) {
     else return g;
 }
 
+// --- bfloat16 (reference.py: round_to_bfloat16) -------------------------------------------------------------------
+
+// x rounded to the nearest bfloat16 (ties to even), kept as a float: the top 16 bits of x's encoding, rounded by
+// adding 0x7FFF plus the lowest kept bit (so that an exact tie carries only into an odd kept part) and clearing
+// the low half. A carry out of the significand increments the exponent, which is the right rounding too (up to
+// inf past the largest finite bfloat16). NaN only has its low half cleared, and its quiet bit set, so that no NaN
+// becomes an inf. Integer operations only: MXCSR's flush-to-zero does not touch them, subnormals round as ml_dtypes
+// rounds them.
+inline float round_to_bfloat16(float x) {
+    std::uint32_t u;
+    std::memcpy(&u, &x, sizeof u);
+    const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+    const std::uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+    u = nan ? ((u | 0x00400000u) & 0xFFFF0000u) : rounded;
+    std::memcpy(&x, &u, sizeof u);
+    return x;
+}
+
+// out[i] = round_to_bfloat16(in[i]) for i in [0, n); in == out rounds in place (the fused epilogues of batch norm
+// and LeakyReLU call it on an output run still in cache). bfloat16.cpp.
+void round_run_to_bfloat16(const float* in, float* out, index_t n);
+
 // --- registration of each source file's bindings (called from bindings.cpp) --------------------------------------
 
 void register_layout(py::module_& m);
@@ -286,6 +309,7 @@ void register_elementwise(py::module_& m);
 void register_direct_conv(py::module_& m);
 void register_direct_weight_grad(py::module_& m);
 void register_blas_threads(py::module_& m);
+void register_bfloat16(py::module_& m);
 
 // Whether this CPU runs the direct float32 convolutions (AVX-512; direct_conv.cpp).
 bool direct_conv_supported();

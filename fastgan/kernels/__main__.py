@@ -16,3 +16,4 @@ if cpu is not None:
            "im2col + BLAS (this CPU has no AVX-512 for the direct kernels)",
            "im2col": "im2col + BLAS", "direct": "direct (AVX-512)"}
     print(f"float32 convolutions on the cpu: FASTGAN_CONV={cpu.conv_choice()}: {how[cpu.conv_choice()]}")
+    print("bfloat16 products on the cpu (*_bf16, fastgan.autocast): " + cpu.bfloat16_path())

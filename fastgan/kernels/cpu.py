@@ -15,6 +15,11 @@ What runs natively, and what stays in NumPy:
         and a backward reuses the columns its forward computed when nothing has overwritten them (_columns).
     batch_norm_act_forward / _backward, leaky_relu_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
         native, one fused pass each (see the .cpp files for the math and the pass structure).
+    the bfloat16 products (the *_bf16 kernels, reference.py): this CPU path has no bfloat16 arithmetic (no AMX, no
+        AVX-512-BF16 kernels yet), so they are the float32 kernels above on operands rounded to bfloat16 in one
+        native pass each. Batch norm + activation and LeakyReLU round their output, and their input gradient, in
+        the pass that writes it, and an operand this module rounded already is not rounded again
+        (_bfloat16_arrays).
 Shapes are spelled out in full (never reshape(n, -1), which an empty batch, n = 0, cannot resolve). The native
 kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
 contiguous here, and anything else unusual (other dtypes, mixed dtypes, non-contiguous state updated in place)
@@ -33,6 +38,7 @@ import contextlib
 import importlib
 import os
 import threading
+import weakref
 
 import numpy as np
 
@@ -86,7 +92,7 @@ OPENBLAS_ON_KERNEL_THREADS = ([] if os.environ.get("FASTGAN_OPENBLAS_OWN_THREADS
                               blas_threads.run_jobs_with(_C.blas_threads_callback()))
 
 __all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns",
-                                     "conv_choice", "use_conv", "CONV_CHOICES"]
+                                     "conv_choice", "use_conv", "CONV_CHOICES", "bfloat16_path"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -453,3 +459,96 @@ def leaky_relu_backward(dy, x, negative_slope):
     if not _native(x.dtype, dy, x):
         return reference.leaky_relu_backward(dy, x, negative_slope)
     return _C.leaky_relu_backward(_c(dy), _c(x), float(negative_slope))
+
+
+# --- bfloat16: the float32 kernels on operands rounded to bfloat16 ---------------------------------------------------
+
+# The arrays this module returned rounded to bfloat16 (by the rounding kernel, or by a batch norm or LeakyReLU that
+# rounded as it wrote), still alive: a convolution that gets one as an operand skips rounding it again. The engine
+# never changes an op's output in place, so such an array keeps holding bfloat16 values. Keyed by id, with the
+# array as a weak value: an entry goes when its array does, and a new array that reuses the id is not the same one.
+_bfloat16_arrays = weakref.WeakValueDictionary()
+
+
+def _rounded(a):
+    """Mark a (float32, every value a bfloat16) as rounded; returns a."""
+    _bfloat16_arrays[id(a)] = a
+    return a
+
+
+def _cpu_flags():
+    """The feature flags Linux lists for this CPU (empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return []
+
+
+def bfloat16_path():
+    """How the *_bf16 kernels run on this CPU, in words (python -m fastgan.kernels prints it)."""
+    hardware = [name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512-BF16")) if flag in _cpu_flags()]
+    has = (f"this CPU has {' and '.join(hardware)}, which fastgan's kernels do not use yet" if hardware else
+           "this CPU has neither AMX nor AVX-512-BF16")
+    return f"float32 kernels on operands rounded to bfloat16 ({has})"
+
+
+def round_to_bfloat16(x):
+    """x rounded to the nearest bfloat16 (ties to even), as float32; an array this module rounded already comes
+    back as it is (rounding is idempotent)."""
+    if _bfloat16_arrays.get(id(x)) is x:
+        return x
+    if not _native(np.float32, x):
+        return reference.round_to_bfloat16(x)
+    return _rounded(_C.round_to_bfloat16(_c(x)))
+
+
+conv2d_forward_bf16 = reference._bf16(conv2d_forward, 2, round_to_bfloat16)
+conv2d_backward_bf16 = reference._bf16(conv2d_backward, 3, round_to_bfloat16)
+conv_transpose2d_forward_bf16 = reference._bf16(conv_transpose2d_forward, 2, round_to_bfloat16)
+conv_transpose2d_backward_bf16 = reference._bf16(conv_transpose2d_backward, 3, round_to_bfloat16)
+
+
+def matmul_bf16(a, b):
+    """a @ b on operands rounded to bfloat16, summed in float32 (BLAS)."""
+    return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
+
+
+def batch_norm_act_forward_bf16(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                                activation, negative_slope):
+    """batch_norm_act_forward with y rounded to bfloat16 in the pass that writes it."""
+    stats = (running_mean, running_var) if training else ()
+    if not _native(np.float32, x, weight, bias, running_mean, running_var, inplace=stats):
+        return reference.batch_norm_act_forward_bf16(x, weight, bias, running_mean, running_var, training, momentum,
+                                                     eps, activation, negative_slope)
+    y, mean, rstd = _C.batch_norm_act_forward(_c(x), _c(weight), _c(bias),
+                                              running_mean if training else _c(running_mean),
+                                              running_var if training else _c(running_var), bool(training),
+                                              float(momentum), float(eps), activation, float(negative_slope),
+                                              round_bf16=True)
+    return _rounded(y), mean, rstd
+
+
+def batch_norm_act_backward_bf16(dy, x, weight, bias, mean, rstd, training, activation, negative_slope):
+    """batch_norm_act_backward with dx rounded to bfloat16 in the pass that writes it."""
+    if not _native(np.float32, dy, x, weight, bias, mean, rstd):
+        return reference.batch_norm_act_backward_bf16(dy, x, weight, bias, mean, rstd, training, activation,
+                                                      negative_slope)
+    dx, dweight, dbias = _C.batch_norm_act_backward(_c(dy), _c(x), _c(weight), _c(bias), _c(mean), _c(rstd),
+                                                    bool(training), activation, float(negative_slope),
+                                                    round_bf16=True)
+    return _rounded(dx), dweight, dbias
+
+
+def leaky_relu_backward_bf16(dy, x, negative_slope):
+    """leaky_relu_backward with dx rounded to bfloat16 in the same pass."""
+    if not _native(np.float32, dy, x):
+        return reference.leaky_relu_backward_bf16(dy, x, negative_slope)
+    return _rounded(_C.leaky_relu_backward(_c(dy), _c(x), float(negative_slope), round_bf16=True))
+
+
+def leaky_relu_forward_bf16(x, negative_slope):
+    """leaky_relu_forward with y rounded to bfloat16 in the same pass."""
+    if not _native(np.float32, x):
+        return reference.leaky_relu_forward_bf16(x, negative_slope)
+    return _rounded(_C.leaky_relu_forward(_c(x), float(negative_slope), round_bf16=True))

@@ -29,11 +29,15 @@ and sums where patches overlap. Because y = W·im2col(x) is linear in x, its gra
 a transposed convolution is *defined* as that adjoint, so conv_transpose2d_forward is literally conv2d's
 backward-data, and conv_transpose2d's backward-data is a plain conv2d.
 """
+import ml_dtypes
 import numpy as np
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
            "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward",
-           "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step"]
+           "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step", "round_to_bfloat16",
+           "conv2d_forward_bf16", "conv2d_backward_bf16", "conv_transpose2d_forward_bf16",
+           "conv_transpose2d_backward_bf16", "matmul_bf16", "batch_norm_act_forward_bf16",
+           "batch_norm_act_backward_bf16", "leaky_relu_forward_bf16", "leaky_relu_backward_bf16"]
 
 
 # --- im2col / col2im ------------------------------------------------------------------------------------------
@@ -377,3 +381,76 @@ def sgd_step(param, grad, momentum_buf, lr, momentum, weight_decay, dampening=0.
             momentum_buf += (1 - dampening) * grad
         grad = grad + momentum * momentum_buf if nesterov else momentum_buf
     param -= lr * grad
+
+
+# --- bfloat16: the mixed-precision products (fastgan/precision.py) -----------------------------------------------
+#
+# bfloat16 is float32 with the low 16 bits of the significand cut off: 1 sign bit, the same 8 exponent bits (the
+# same range), and 8 significant bits (7 stored) instead of 24, so a value rounded to it is off by at most
+# 2^-8 relative (half a unit in its last place). Rounding is to nearest, ties to even, as IEEE's default: what
+# ml_dtypes (NumPy's bfloat16 dtype) does, and what AVX-512-BF16's VCVTNEPS2BF16 does. The product of two
+# bfloat16 values has at most 16 significant bits: it is exact in float32. So a product "in bfloat16 with float32
+# accumulation" is fully specified by:
+#     round both operands to bfloat16,  multiply exactly,  sum the products in float32
+# and any two implementations of it differ only in the order of the float32 additions (tests/test_bfloat16.py
+# derives the tolerance from that). The results stay float32: the sums are not rounded to bfloat16 again.
+
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+
+
+def round_to_bfloat16(x):
+    """x (float32) rounded to the nearest bfloat16, ties to even, returned as float32 (the storage every kernel
+    takes): |result − x| <= 2^-8·|x|. Values beyond bfloat16's largest finite one round to ±inf; NaN stays NaN."""
+    with np.errstate(invalid="ignore"):  # (ml_dtypes warns about casting NaN, which it keeps)
+        return np.asarray(x, np.float32).astype(BFLOAT16).astype(np.float32)
+
+
+def _bf16(fp32_op, operands, rounding=round_to_bfloat16):
+    """fp32_op with its first `operands` arguments rounded to bfloat16: the float32 kernels then multiply bfloat16
+    values exactly and sum in float32, which is the whole specification above. (kernels/cpu.py builds its
+    float32-path versions so, with its own fp32_op and rounding.)"""
+    def op(*args, **kwargs):
+        rounded = [None if a is None else rounding(a) for a in args[:operands]]
+        return fp32_op(*rounded, *args[operands:], **kwargs)
+    op.__name__ = fp32_op.__name__ + "_bf16"
+    op.__doc__ = f"{fp32_op.__name__} on float32 arguments rounded to bfloat16 (the first {operands} of them)."
+    return op
+
+
+# Forward: x and W rounded (the bias is added in float32). Backward: dy, x and W rounded; every gradient, the
+# bias's too, is then the float32 kernel's, from the rounded dy.
+conv2d_forward_bf16 = _bf16(conv2d_forward, 2)
+conv2d_backward_bf16 = _bf16(conv2d_backward, 3)
+conv_transpose2d_forward_bf16 = _bf16(conv_transpose2d_forward, 2)
+conv_transpose2d_backward_bf16 = _bf16(conv_transpose2d_backward, 3)
+
+
+def matmul_bf16(a, b):
+    """a @ b (NumPy's matmul rules) on operands rounded to bfloat16, summed in float32."""
+    return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
+
+
+# Under autocast, batch norm + activation and LeakyReLU sit between two convolutions. Forward, they round their
+# output (the next convolution's operand) to bfloat16 as they write it; backward, they round their input gradient
+# (the previous convolution's dy, which that convolution would round anyway; torch's autocast makes it bfloat16 too).
+# Their arithmetic is the float32 kernels'; the rounding of y passes the gradient through unchanged.
+def batch_norm_act_forward_bf16(*args):
+    """batch_norm_act_forward (same arguments, float32 statistics) with y rounded to bfloat16 -> (y, mean, rstd)."""
+    y, mean, rstd = batch_norm_act_forward(*args)
+    return round_to_bfloat16(y), mean, rstd
+
+
+def batch_norm_act_backward_bf16(*args):
+    """batch_norm_act_backward (same arguments, float32 arithmetic) with dx rounded to bfloat16."""
+    dx, dweight, dbias = batch_norm_act_backward(*args)
+    return round_to_bfloat16(dx), dweight, dbias
+
+
+def leaky_relu_forward_bf16(x, negative_slope):
+    """leaky_relu_forward with y rounded to bfloat16."""
+    return round_to_bfloat16(leaky_relu_forward(x, negative_slope))
+
+
+def leaky_relu_backward_bf16(dy, x, negative_slope):
+    """leaky_relu_backward with dx rounded to bfloat16."""
+    return round_to_bfloat16(leaky_relu_backward(dy, x, negative_slope))
