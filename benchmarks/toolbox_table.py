@@ -271,8 +271,8 @@ def report(out_root, runs):
                      f"{threads} | {load} |")
         grids.append((f"{run.name} (seed {run.seed}): FID {quality['mnist_fid']:.1f}",
                       run.file(f"fake_samples_epoch_{run.epochs:03d}.png")))
-    text = [f"Toolbox on MNIST ({runs[0].epochs if runs else '?'} epochs per run), scored by "
-            "python -m fastgan.eval quality; s/epoch: the median epoch of the run.", "", *lines]
+    text = [f"Toolbox on MNIST, epochs per run: {runs[0].epochs if runs else '?'}; scored by python -m fastgan.eval "
+            "quality; s/epoch: the median epoch of the run.", "", *lines]
     if pending:
         text += ["", "Not measured yet:", *pending]
     for run in (r for r in runs if not r.scored):
