@@ -5,6 +5,7 @@
     python benchmarks/train_step.py --batch-size 64 --steps 30 --impl reference
     python benchmarks/train_step.py --model mlp     # the 2014 paper's MLP GAN (simultaneous SGD step), batch 100
     python benchmarks/train_step.py --model dcgan64 # the DCGAN tutorial's 64×64 RGB model (ngf = ndf = 64)
+    python benchmarks/train_step.py --model dcgan64 --nc 1 --threads 1   # the same on grey images (MNIST-64)
     FASTGAN_CONV=im2col python benchmarks/train_step.py   # no direct convolutions (=direct: every one direct)
     python benchmarks/train_step.py --precision bf16  # fastgan.autocast("bfloat16") vs torch.autocast bf16
     python benchmarks/train_step.py --precision bf16 --with-fp32   # and each engine's bf16 against its fp32
@@ -45,6 +46,8 @@ def parse():
     p.add_argument("--batch-size", type=int, default=None, help="default: 128 for the DCGAN, 100 for the MLP GAN")
     p.add_argument("--steps", type=int, default=20, help="timed steps per engine (after 3 warm-up steps)")
     p.add_argument("--threads", type=int, default=2, help="threads for both engines (BLAS, OpenMP, torch)")
+    p.add_argument("--nc", type=int, choices=[1, 3], default=None,
+                   help="--model dcgan64: image channels, 1 as for MNIST-64 or 3 as for RGB folders (default: 3)")
     p.add_argument("--impl", default=None, help="pin one fastgan kernel implementation (reference, cpu)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="bf16: both engines under their autocast (bfloat16 products, float32 sums)")
@@ -58,6 +61,8 @@ def parse():
 
 def main():
     args = parse()
+    if args.nc is not None and args.model != "dcgan64":
+        sys.exit(f"--nc {args.nc}: only --model dcgan64 has a channel option (the {args.model} model is grey)")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)  # before numpy and torch load their thread pools
     # torch brings its own libgomp, which fastgan._C then shares; bound its spin-wait so that neither engine's
@@ -82,10 +87,12 @@ def main():
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     if args.model in ("dcgan", "dcgan64"):
-        shape = image_shape({"model": args.model})  # (1, 28, 28), or (3, 64, 64) for the tutorial's RGB model
+        options = {} if args.nc is None else {"nc": args.nc}
+        shape = image_shape({"model": args.model, **options})  # (1, 28, 28), or (nc, 64, 64): the tutorial's model
         n, epoch_images = args.batch_size or 128, 60000
-        title = f"DCGAN {shape[1]}x{shape[2]}" + (" RGB" if shape[0] == 3 else "")
-        (G, D, opt_g, opt_d), (tG, tD, topt_g, topt_d) = twin_dcgans(model=args.model)
+        channels = {1: " grey", 3: " RGB"}[shape[0]] if args.model == "dcgan64" else ""
+        title = f"DCGAN {shape[1]}x{shape[2]}{channels}"
+        (G, D, opt_g, opt_d), (tG, tD, topt_g, topt_d) = twin_dcgans(model=args.model, **options)
         batches = [(np.tanh(rng.standard_normal((n, *shape))), rng.standard_normal((n, 100, 1, 1)))
                    for _ in range(4)]
 
