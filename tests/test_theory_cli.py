@@ -74,10 +74,12 @@ def test_a_sweep_never_overwrites_runs_of_other_settings(tmp_path, capsys):
     assert "holds a run with other settings" in capsys.readouterr().err
 
 
-def test_exact_unrolling_is_refused_before_anything_is_written(tmp_path, capsys):
-    assert ring(tmp_path / "run", "--unroll-mode", "exact") == 2
-    assert "needs higher-order gradients" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "run")
+def test_exact_unrolling_runs(tmp_path):
+    assert main(["ring", "--out", str(tmp_path), "--iters", "2", "--seeds", "1", "--unroll", "2", "--unroll-mode",
+                 "exact", "--batch-size", "8", "--nz", "4", "--no-progress"]) == 0
+    rows = json.load(open(tmp_path / "ring_summary.json"))
+    assert rows[0]["variant"] == "unrolled GAN, K = 2 (exact)"
+    assert os.path.exists(tmp_path / "ring-unroll2-exact-seed0" / "result.json")
 
 
 def test_bad_settings_are_refused(tmp_path, capsys):
