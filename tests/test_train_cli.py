@@ -408,3 +408,14 @@ def test_the_reported_divergent_runs_stop_with_a_sound_checkpoint(tmp_path, caps
     assert train.main(common + ["--epochs", "3", "--lr", "1e6", "--out", lr1e6]) == 1
     assert "training diverged at epoch 0 step 1" in capsys.readouterr().err  # Loss_D ≈ 2e10: once meant rc 0
     assert "checkpoint.json" not in os.listdir(lr1e6)
+
+
+def test_ring_is_one_run_of_the_toy_runner_and_unroll_is_refused_elsewhere(tmp_path, capsys):
+    assert train.main(["ring", "--out", str(tmp_path), "--iters", "2", "--batch-size", "8", "--nz", "4",
+                       "--unroll", "1", "--unroll-mode", "exact", "--no-progress"]) == 0
+    assert os.listdir(tmp_path / "ring-unroll1-exact-seed0") and not os.path.exists(tmp_path / "ring-vanilla-seed0")
+    assert "unrolled GAN, K = 1 (exact)" in open(tmp_path / "ring_table.md").read()
+    with pytest.raises(SystemExit):
+        train.main(["mnist", "--model", "mlp", "--unroll", "5", "--out", str(tmp_path / "m")])
+    assert "--unroll (the unrolled GAN) trains on the 2-D toy data only" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "m")
