@@ -3,8 +3,8 @@
     python benchmarks/unrolled_step.py                  # K = 5, batch 512, the ring recipe, one BLAS thread
     python benchmarks/unrolled_step.py --unroll 3 --steps 20
 
-A "D pass" is one training step of D alone (forward on the real and the fake batch, backward, Adam): the work each
-look-ahead step adds. The lower bound of an unrolled step is a vanilla step plus K D passes; the exact step also
+A "D pass" is one training step of D alone on a fixed real and fake batch (forward on both, backward, Adam): the work
+each look-ahead step adds. The lower bound of an unrolled step is a vanilla step plus K D passes; the exact step also
 differentiates through each of them (a backward of the backward). The variants take turns step by step, so a load
 that comes and goes touches all alike; wall-clock and CPU-time medians are printed with the load average.
 """
@@ -52,11 +52,11 @@ def main():
                           unrolled_step(G, D, opt_g, opt_d, fastgan.Tensor(data.sample(config.batch_size)),
                                         normal_noise(config.batch_size, config.nz), unroll, look_ahead))
     G, D, _, opt_d = players(config)
+    with fastgan.no_grad():   # a look-ahead step reuses the step's batch: so does the D pass
+        fake = G(normal_noise(config.batch_size, config.nz))
+    real = fastgan.Tensor(data.sample(config.batch_size))
 
     def d_pass():
-        with fastgan.no_grad():
-            fake = G(normal_noise(config.batch_size, config.nz))
-        real = fastgan.Tensor(data.sample(config.batch_size))
         opt_d.zero_grad()
         discriminator_loss(D, real, fake)[0].backward()
         opt_d.step()
