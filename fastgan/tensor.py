@@ -153,9 +153,13 @@ def _backpropagate(roots, root_grads, inputs, retain_graph, create_graph):
     wanted = None if inputs is None else {id(t) for t in inputs}
     leads = set()  # the nodes on a path to a leaf (backward) or to an input (grad): each after its parents in `order`
     for node in order:  # (a freed node's parents are gone: it is kept so that its _graph_freed says so)
-        if (node._backward is None if wanted is None else id(node) in wanted) or node._backward is _graph_freed or \
-                any(p is not None and id(p) in leads for p in node._parents):
+        if (node._backward is None if wanted is None else id(node) in wanted) or node._backward is _graph_freed:
             leads.add(id(node))
+            continue
+        for p in node._parents:
+            if p is not None and id(p) in leads:
+                leads.add(id(node))
+                break
     global _grad_enabled
     previous, _grad_enabled = _grad_enabled, create_graph  # create_graph: the formulas' ops are recorded
     try:
@@ -165,10 +169,10 @@ def _backpropagate(roots, root_grads, inputs, retain_graph, create_graph):
                 continue
             if wanted is not None and id(node) in wanted:
                 found[id(node)] = g
+                if not any(p is not None and id(p) in leads for p in node._parents):
+                    continue  # no other input behind this one
             elif node._backward is None:  # a leaf: keep its gradient
                 node.grad = (g if create_graph else Tensor(g.copy())) if node.grad is None else node.grad + g
-            if node._backward is None or not (node._backward is _graph_freed or
-                                              any(p is not None and id(p) in leads for p in node._parents)):
                 continue
             if not node._twice:
                 if create_graph and node._backward is not _graph_freed:
