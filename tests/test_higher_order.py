@@ -123,10 +123,12 @@ def mlp_loss(x, w1, b1, w2, b2, y):
     return F.binary_cross_entropy_with_logits(F.linear(F.tanh(F.linear(x, w1, b1)), w2, b2), y)
 
 
-def test_mlp_loss_twice_against_torch():
-    x, w1, b1, w2, b2 = random_inputs((6, 3), (5, 3), (5,), (1, 5), (1,))
-    y = (random_inputs((6, 1), seed=1)[0] > 0).astype(np.float64)
-    check_twice(lambda *t: mlp_loss(*t, y), lambda *t: mlp_loss(*t, torch.tensor(y)), [x, w1, b1, w2, b2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_mlp_loss_twice_against_torch(dtype):
+    x, w1, b1, w2, b2 = random_inputs((6, 3), (5, 3), (5,), (1, 5), (1,), dtype=dtype)
+    y = (random_inputs((6, 1), seed=1)[0] > 0).astype(dtype)
+    check_twice(lambda *t: mlp_loss(*t, y), lambda *t: mlp_loss(*t, torch.tensor(y)), [x, w1, b1, w2, b2],
+                dtype=dtype)
 
 
 def test_hessian_vector_products_against_central_differences():
