@@ -171,8 +171,11 @@ def _backpropagate(roots, root_grads, inputs, retain_graph, create_graph):
                 found[id(node)] = g
                 if not any(p is not None and id(p) in leads for p in node._parents):
                     continue  # no other input behind this one
-            elif node._backward is None:  # a leaf: keep its gradient
-                node.grad = (g if create_graph else Tensor(g.copy())) if node.grad is None else node.grad + g
+            elif node._backward is None:  # a leaf: keep its gradient (on the tape under create_graph)
+                if create_graph:
+                    node.grad = g if node.grad is None else node.grad + g
+                else:
+                    node.grad = Tensor(g.copy()) if node.grad is None else Tensor(node.grad.data + g)
                 continue
             if not node._twice:
                 if create_graph and node._backward is not _graph_freed:
