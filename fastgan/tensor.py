@@ -14,12 +14,14 @@ arrays; `backward(create_graph=True)` (and `grad(...)`) pass the Tensors themsel
 ops on the tape and its result can be differentiated again. Other ops' `backward(g)` reads arrays: refused there.
 """
 import contextlib
+import itertools
 
 import numpy as np
 
 from . import backend
 
 _grad_enabled = True
+_created = itertools.count()  # every Tensor's creation number: a tensor can depend only on earlier ones
 
 
 @contextlib.contextmanager
@@ -50,6 +52,7 @@ class Tensor:
         self._backward = _backward  # grad_out -> one gradient (or None) per parent; None for a leaf
         self._op = _op              # the op's name, for repr and error messages
         self._twice = _twice        # _backward is a formula backward(g, *values) that Tensors can run (see above)
+        self._created = next(_created)
 
     # --- what the array is -------------------------------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -149,8 +152,9 @@ def _backpropagate(roots, root_grads, inputs, retain_graph, create_graph):
             raise ValueError(f"backward(): gradient shape {tuple(g.shape)} != tensor shape {root.shape}")
         g = (g if isinstance(g, Tensor) else Tensor(g)) if create_graph else (g.data if isinstance(g, Tensor) else g)
         grads[id(root)] = grads[id(root)] + g if id(root) in grads else g
-    order, found = _topological_order(roots), {}
     wanted = None if inputs is None else {id(t) for t in inputs}
+    # grad(): a node made before every input cannot lead to one, so the search stops there
+    order, found = _topological_order(roots, min((t._created for t in inputs), default=0) if inputs else 0), {}
     leads = set()  # the nodes on a path to a leaf (backward) or to an input (grad): each after its parents in `order`
     for node in order:  # (a freed node's parents are gone: it is kept so that its _graph_freed says so)
         if (node._backward is None if wanted is None else id(node) in wanted) or node._backward is _graph_freed:
@@ -203,8 +207,9 @@ def _graph_freed(grad):
                        "pass retain_graph=True to the first call if you need this")
 
 
-def _topological_order(roots):
-    """Every node that requires grad and leads to one of `roots`, each after all of its parents (iterative DFS)."""
+def _topological_order(roots, since=0):
+    """Every node that requires grad, leads to one of `roots` and was created at `since` or later, each after all of
+    its parents (iterative DFS)."""
     order, visited, stack = [], set(), [(root, False) for root in reversed(roots)]
     while stack:
         node, parents_done = stack.pop()
@@ -215,7 +220,8 @@ def _topological_order(roots):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        stack.extend((p, False) for p in node._parents if p is not None and p.requires_grad and id(p) not in visited)
+        stack.extend((p, False) for p in node._parents
+                     if p is not None and p.requires_grad and p._created >= since and id(p) not in visited)
     return order
 
 
