@@ -190,3 +190,20 @@ def test_ops_without_a_second_derivative_refuse_create_graph(name, fn):
         fastgan.grad(loss, [x], create_graph=True)
     (g,) = fastgan.grad(loss, [x])              # the ordinary gradient still works
     assert g.shape == x.shape and not g.requires_grad
+
+
+def test_check_twice_catches_a_formula_that_reads_arrays():
+    """A twice-differentiable formula must compute from its values: one that reads x's array instead has the right
+    first derivative and a second derivative of zero, and check_twice says so."""
+    from fastgan.functional import _data
+    from fastgan.tensor import _result
+
+    def cube(x, reads_array):
+        # y = x³: dL/dx = g·3x²; with x's array in place of x, 3x² is a constant on the tape
+        slope = (lambda v: 3 * _data(v) ** 2) if reads_array else (lambda v: 3 * v * v)
+        return _result(x.data ** 3, (x,), lambda g, v, out: (g * slope(v),), "cube", twice=True)
+
+    (a,) = random_inputs((4,))
+    check_twice(lambda x: cube(x, False), lambda x: x ** 3, [a])
+    with pytest.raises(AssertionError, match="second-order gradient of input 0"):
+        check_twice(lambda x: cube(x, True), lambda x: x ** 3, [a])
