@@ -158,6 +158,8 @@ def test_unknown_unroll_mode_is_refused():
         unrolled_step(G, D, opt_g, opt_d, *batch(0), unroll=2)
     with pytest.raises(TypeError, match="exact look-ahead runs D from a list of weights.*got Sequential"):
         ExactLookAhead(fastgan.nn.Sequential(fastgan.nn.Linear(2, 1)), opt_d)
+    with pytest.raises(TypeError, match="no tensor-op steps for optimiser object: expected one of"):
+        tensor_steps(object())
 
 
 def trained_players(seed=0):
