@@ -16,7 +16,6 @@ import time
 
 sys.path[:0] = [os.path.join(os.path.dirname(__file__), "..")]  # this checkout's fastgan
 
-import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 import fastgan  # noqa: E402

@@ -209,7 +209,6 @@ def matmul(a, b):
     a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
     if a.dtype != b.dtype or a.dtype.kind not in "iuf":
         raise TypeError(f"matmul: inputs must share one integer or floating-point dtype, got {a.dtype} and {b.dtype}")
-    xp = backend.xp(a.data)
     A = a.data.reshape(1, -1) if a.ndim == 1 else a.data
     B = b.data.reshape(-1, 1) if b.ndim == 1 else b.data
     try:

@@ -195,7 +195,7 @@ def train_toy_gan(config, out_dir, progress=True):
     snapshots = config.as_dict()["snapshots"]
     models, optimizers = {"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
 
-    kept_iters, kept_samples, report, train_seconds, train_cpu_seconds = [], [], None, 0.0, 0.0
+    kept_iters, kept_samples, train_seconds, train_cpu_seconds = [], [], 0.0, 0.0
     first, earlier = 0, extendable_result(out_dir, config)
     if earlier is not None:                                    # go on from the shorter run
         fixed_z = _load_state(os.path.join(out_dir, STATE), models, optimizers)
