@@ -11,7 +11,7 @@ from . import backend, dispatch
 
 if not os.environ.get("FASTGAN_SYSTEM_MALLOC"):
     backend.keep_freed_cpu_memory()  # a training step's arrays are recycled, not page-faulted in afresh
-from .tensor import Tensor, full, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
+from .tensor import Tensor, full, grad, is_grad_enabled, no_grad, ones, tensor, zeros  # first: the core
 from .random import get_rng_state, manual_seed, rand, randn, set_rng_state, uniform
 from . import autograd, functional, nn, optim, testing  # noqa: E402  (they build on the names above)
 from .precision import autocast  # noqa: E402
@@ -23,6 +23,6 @@ int64 = long = np.int64
 
 __version__ = "0.1.0"
 # (float, double and long stay out of __all__: `from fastgan import *` would shadow the builtin float)
-__all__ = ["Tensor", "tensor", "zeros", "ones", "full", "randn", "rand", "uniform", "manual_seed", "get_rng_state",
+__all__ = ["Tensor", "tensor", "grad", "zeros", "ones", "full", "randn", "rand", "uniform", "manual_seed", "get_rng_state",
            "set_rng_state", "no_grad", "is_grad_enabled", "autograd", "testing", "functional", "nn", "optim",
            "dispatch", "backend", "autocast", "float32", "float64", "int64"]

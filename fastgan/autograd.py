@@ -9,7 +9,9 @@ records one op, exactly as every op in functional.py does. The contract:
     output's shape — and returns a tuple with one gradient array (or None: "no gradient") per input.
     A gradient may keep a broadcast operand's broadcast shape: the core sums it back down ("un-broadcasts").
 The core calls `backward` once per backward pass, with the sum of every gradient that reached the output, and
-only if some input requires a gradient; under `fastgan.no_grad()` nothing is recorded.
+only if some input requires a gradient; under `fastgan.no_grad()` nothing is recorded. Such an op has a first
+derivative only: `backward(create_graph=True)` and `grad(..., create_graph=True)` (gradients of gradients, for the
+built-in ops that have them) refuse to go through it, naming it.
 
 `graph(loss)` prints the tape as text and `to_dot(loss)` writes it as Graphviz source (`render_graph` turns that
 into an image where the Graphviz `dot` program is installed). Call them before `backward()`, which frees the tape.
@@ -21,9 +23,9 @@ import tempfile
 
 import numpy as np
 
-from .tensor import Tensor, _result
+from .tensor import Tensor, _result, grad
 
-__all__ = ["op", "graph", "print_graph", "to_dot", "render_graph"]
+__all__ = ["op", "grad", "graph", "print_graph", "to_dot", "render_graph"]
 
 
 def op(output, inputs, backward, name="op"):

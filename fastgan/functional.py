@@ -4,8 +4,13 @@ Each op computes its output and returns `_result(out, inputs, backward)`, where 
 the output to one gradient per input. Above each backward stands the derivation it implements. The heavy ops
 (convolutions, batch norm, the loss) call a kernel chosen by `dispatch`; the NumPy specification of those kernels
 is kernels/reference.py.
+
+The ops with a second derivative pass twice=True and write their backward as a formula backward(g, *inputs,
+output) over values that are arrays in an ordinary backward and Tensors under create_graph (tensor.py): only
+operators that both support, and `_math(g).f` for a NumPy function f (fastgan's op of that name on Tensors).
 """
 import numbers
+import types
 
 import numpy as np
 
@@ -45,6 +50,17 @@ def _dims(dims, shape, op):
 def _unpack(args):
     """f(x, 2, 3) and f(x, (2, 3)) alike: reshape's and permute's sizes or dims."""
     return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (tuple, list)) else tuple(args)
+
+
+def _math(value):
+    """NumPy (or CuPy) for an array; for a Tensor, fastgan's ops under NumPy's names, so that a backward formula
+    run on Tensors (create_graph) is recorded on the tape."""
+    return _TENSOR_MATH if isinstance(value, Tensor) else backend.xp(value)
+
+
+def _data(value):
+    """A Tensor's array, or the array itself: for the constant masks a backward formula computes from its values."""
+    return value.data if isinstance(value, Tensor) else value
 
 
 def _floating(x):
@@ -91,7 +107,9 @@ def _binary(op, a, b, floating=False):
     if floating and promotion.category(dtype) < promotion.category(promotion.DEFAULT_FLOAT):
         dtype = promotion.DEFAULT_FLOAT
     xp = backend.xp(like.data)
-    a, b = (v if isinstance(v, Tensor) else Tensor(xp.asarray(v)) for v in (a, b))
+    # a number becomes a constant in the computing dtype (a backward formula multiplies in it); an array keeps its own
+    a, b = (v if isinstance(v, Tensor) else Tensor(xp.asarray(v, dtype=None if _keeps_dtype(v) else dtype))
+            for v in (a, b))
     try:
         np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
@@ -99,10 +117,14 @@ def _binary(op, a, b, floating=False):
     return a, b, a.data.astype(dtype, copy=False), b.data.astype(dtype, copy=False)
 
 
+def _keeps_dtype(value):
+    return hasattr(value, "dtype") and not isinstance(value, np.generic) or isinstance(value, (bool, np.bool_))
+
+
 def add(a, b):
     a, b, A, B = _binary("add", a, b)
     # d(a+b) = da + db
-    return _result(A + B, (a, b), lambda g: (g, g), "add")
+    return _result(A + B, (a, b), lambda g, a, b, out: (g, g), "add", twice=True)
 
 
 def sub(a, b):
@@ -111,24 +133,25 @@ def sub(a, b):
         raise TypeError(f"sub: subtraction with a bool operand is not supported (as in torch), got dtypes {a.dtype} "
                         f"and {b.dtype}")
     # d(a-b) = da - db
-    return _result(A - B, (a, b), lambda g: (g, -g), "sub")
+    return _result(A - B, (a, b), lambda g, a, b, out: (g, -g), "sub", twice=True)
 
 
 def mul(a, b):
     a, b, A, B = _binary("mul", a, b)
     # d(ab) = b da + a db
-    return _result(A * B, (a, b), lambda g: (g * B, g * A), "mul")
+    return _result(A * B, (a, b), lambda g, a, b, out: (g * b, g * a), "mul", twice=True)
 
 
 def div(a, b):
     """a / b, true division: integers divide in the default float dtype, as torch."""
     a, b, A, B = _binary("div", a, b, floating=True)
     # d(a/b) = da/b - a db/b²
-    return _result(A / B, (a, b), lambda g: (g / B, -g * A / (B * B)), "div")
+    return _result(A / B, (a, b), lambda g, a, b, out: (g / b, -g * a / (b * b)), "div", twice=True)
 
 
 def neg(x):
-    return _result(-x.data, (x,), lambda g: (-g,), "neg")
+    # d(-x) = -dx
+    return _result(-x.data, (x,), lambda g, x, out: (-g,), "neg", twice=True)
 
 
 def pow(x, exponent):
@@ -148,24 +171,34 @@ def pow(x, exponent):
 
     # d(x^e) = e·x^(e-1) dx + x^e·log(x) de. Where a product is 0·∞ the gradient is 0, as in torch: d/dx where e = 0
     # (x^0 = 1 for every x, even 0), d/de where x = 0 and e >= 0.
-    def backward(g):
+    def backward(g, x_, e, out):
         want_x, want_e = _wanted(x, exponent)
+        m = _math(g)
         with np.errstate(divide="ignore", invalid="ignore"):  # the 0·∞ products that where() then discards
-            return (xp.where(E == 0, 0, g * E * X ** (E - 1)) if want_x else None,
-                    xp.where((X == 0) & (E >= 0), 0, g * out * xp.log(X)) if want_e else None)
-    return _result(out, (x, exponent), backward, "pow")
+            return (m.where(_data(e) == 0, 0, g * e * x_ ** (e - 1)) if want_x else None,
+                    m.where((_data(x_) == 0) & (_data(e) >= 0), 0, g * out * m.log(x_)) if want_e else None)
+    return _result(out, (x, exponent), backward, "pow", twice=True)
+
+
+def where(condition, x, y):
+    """x where `condition` (a boolean array or Tensor, held constant) holds, else y; x or y may be numbers."""
+    cond = _data(condition)
+    x, y, X, Y = _binary("where", x, y)
+    # each element is copied from x or from y: its gradient goes back to where it came from
+    return _result(backend.xp(X).where(cond, X, Y), (x, y),
+                   lambda g, x, y, out: (_math(g).where(cond, g, 0), _math(g).where(cond, 0, g)), "where", twice=True)
 
 
 def exp(x):
     out = backend.xp(x.data).exp(_floating(x))
     # d(e^x) = e^x dx
-    return _result(out, (x,), lambda g: (g * out,), "exp")
+    return _result(out, (x,), lambda g, x, out: (g * out,), "exp", twice=True)
 
 
 def log(x):
     X = _floating(x)
     # d(log x) = dx / x
-    return _result(backend.xp(X).log(X), (x,), lambda g: (g / X,), "log")
+    return _result(backend.xp(X).log(X), (x,), lambda g, x, out: (g / x,), "log", twice=True)
 
 
 # --- linear algebra --------------------------------------------------------------------------------------------
@@ -176,7 +209,6 @@ def matmul(a, b):
     a, b = _lift(a, b if isinstance(b, Tensor) else a), _lift(b, a if isinstance(a, Tensor) else b)
     if a.dtype != b.dtype or a.dtype.kind not in "iuf":
         raise TypeError(f"matmul: inputs must share one integer or floating-point dtype, got {a.dtype} and {b.dtype}")
-    xp = backend.xp(a.data)
     A = a.data.reshape(1, -1) if a.ndim == 1 else a.data
     B = b.data.reshape(-1, 1) if b.ndim == 1 else b.data
     try:
@@ -190,13 +222,22 @@ def matmul(a, b):
     shape = batch + A.shape[-2:-1] * (a.ndim > 1) + B.shape[-1:] * (b.ndim > 1)
 
     # C = AB: dA = dC Bᵀ, dB = Aᵀ dC (on the matrix forms; the batch dims are summed back by the engine)
-    def backward(g):
-        g = g.reshape(product.shape)
+    def backward(g, a_, b_, out):
+        g, m = g.reshape(product.shape), _math(g)
         want_a, want_b = _wanted(a, b)
-        da = mm(g, xp.swapaxes(B, -1, -2)) if want_a else None
-        db = mm(xp.swapaxes(A, -1, -2), g) if want_b else None
-        return (da[..., 0, :] if want_a and a.ndim == 1 else da, db[..., 0] if want_b and b.ndim == 1 else db)
-    return _result(product.reshape(shape), (a, b), backward, "matmul")
+        A, B = (a_.reshape(1, -1) if a.ndim == 1 else a_), (b_.reshape(-1, 1) if b.ndim == 1 else b_)
+        mul = _backward_product(g, mm)
+        da = mul(g, m.swapaxes(B, -1, -2)) if want_a else None
+        db = mul(m.swapaxes(A, -1, -2), g) if want_b else None
+        return (da.reshape(da.shape[:-2] + da.shape[-1:]) if want_a and a.ndim == 1 else da,
+                db.reshape(db.shape[:-1]) if want_b and b.ndim == 1 else db)
+    return _result(product.reshape(shape), (a, b), backward, "matmul", twice=True)
+
+
+def _backward_product(g, mm):
+    """The matrix product of a backward formula: the forward's `mm` on arrays (bfloat16 under autocast); on Tensors
+    (create_graph) the recorded `@`, in the tensors' own precision."""
+    return (lambda p, q: p @ q) if isinstance(g, Tensor) else mm
 
 
 def _matrix_product(*tensors):
@@ -220,11 +261,12 @@ def linear(x, weight, bias=None):
     if bias is not None:
         out += bias.data
     # y = x Wᵀ + b: dx = dy W, dW = dyᵀ x, db = Σ_n dy   (each only if wanted: see _wanted)
-    def backward(g):
+    def backward(g, x_, w, b, out):
         want_x, want_w, want_b = _wanted(x, weight, bias)
-        return (mm(g, weight.data) if want_x else None, mm(g.T, x.data) if want_w else None,
+        mul = _backward_product(g, mm)
+        return (mul(g, w) if want_x else None, mul(g.T, x_) if want_w else None,
                 g.sum(axis=0) if want_b else None)
-    return _result(out, (x, weight, bias), backward, "linear")
+    return _result(out, (x, weight, bias), backward, "linear", twice=True)
 
 
 # --- shapes ----------------------------------------------------------------------------------------------------
@@ -236,7 +278,17 @@ def reshape(x, *shape):
     except ValueError as err:
         raise ValueError(f"reshape: cannot view shape {x.shape} as {shape}") from err
     # a reshape moves no values: the gradient is reshaped back
-    return _result(out, (x,), lambda g: (g.reshape(x.shape),), "reshape")
+    return _result(out, (x,), lambda g, x, out: (g.reshape(x.shape),), "reshape", twice=True)
+
+
+def broadcast_to(x, shape):
+    """x repeated along new leading dims and its dims of size 1, to `shape` (NumPy's rule; a view)."""
+    try:
+        out = backend.xp(x.data).broadcast_to(x.data, tuple(shape))
+    except ValueError:
+        raise ValueError(f"broadcast_to: shape {x.shape} does not broadcast to {tuple(shape)}") from None
+    # each value is copied to several places: the engine sums their gradients back (un-broadcasting)
+    return _result(out, (x,), lambda g, x, out: (g,), "broadcast_to", twice=True)
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -258,7 +310,8 @@ def permute(x, *dims):
     dims = _dims(dims, x.shape, "permute")
     inverse = tuple(int(i) for i in np.argsort(dims))
     # a permutation moves values: the gradient is moved back by the inverse permutation
-    return _result(x.data.transpose(dims), (x,), lambda g: (g.transpose(inverse),), "permute")
+    return _result(x.data.transpose(dims), (x,), lambda g, x, out: (_math(g).transpose(g, inverse),), "permute",
+                   twice=True)
 
 
 def transpose(x, dim0, dim1):
@@ -384,7 +437,8 @@ def sum(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     out = x.data.sum(axis=axes, keepdims=keepdim, dtype=None if x.dtype.kind == "f" else np.int64)
     kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
     # every summed element gets the gradient of the sum: broadcast it back
-    return _result(xp.asarray(out), (x,), lambda g: (xp.broadcast_to(g.reshape(kept), x.shape),), "sum")
+    return _result(xp.asarray(out), (x,), lambda g, x, out: (_math(g).broadcast_to(g.reshape(kept), x.shape),),
+                   "sum", twice=True)
 
 
 def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
@@ -398,15 +452,16 @@ def mean(x, dim=None, keepdim=False, *, axis=None, keepdims=None):
     out = xp.asarray(total / count if count else total * np.nan)
     kept = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
     # each of the `count` averaged elements gets 1/count of the gradient (with no elements there is nothing to get)
-    return _result(out, (x,), lambda g: (xp.broadcast_to(g.reshape(kept) / max(count, 1), x.shape),), "mean")
+    return _result(out, (x,), lambda g, x, out: (_math(g).broadcast_to(g.reshape(kept) / max(count, 1), x.shape),),
+                   "mean", twice=True)
 
 
 # --- activations -----------------------------------------------------------------------------------------------
 
 def relu(x):
     positive = x.data > 0
-    # relu(x) = x·[x>0]: d/dx = [x>0]
-    return _result(x.data * positive, (x,), lambda g: (g * positive,), "relu")
+    # relu(x) = x·[x>0]: d/dx = [x>0] (a constant mask: its own derivative is 0 wherever it is defined)
+    return _result(x.data * positive, (x,), lambda g, x, out: (g * positive,), "relu", twice=True)
 
 
 def leaky_relu(x, negative_slope=0.01, impl=None):
@@ -414,15 +469,25 @@ def leaky_relu(x, negative_slope=0.01, impl=None):
     convolution's operand, the previous one's dy)."""
     forward = dispatch.kernel(precision.kernel_name("leaky_relu_forward", x), x.device, impl)
     backward_kernel = dispatch.kernel(precision.kernel_name("leaky_relu_backward", x), x.device, impl)
-    # leaky(x) = x·(1 if x>0 else a): d/dx = 1 or a, recomputed from x in the backward kernel
-    return _result(forward(x.data, negative_slope), (x,),
-                   lambda g: (backward_kernel(g, x.data, negative_slope),), "leaky_relu")
+    X = x.data
+    # leaky(x) = x·(1 if x>0 else a): d/dx = 1 or a, recomputed from x in the backward kernel (a constant mask)
+    return _result(forward(X, negative_slope), (x,),
+                   lambda g, x, out: (_masked(lambda g: backward_kernel(g, X, negative_slope), g, "leaky_relu"),),
+                   "leaky_relu", twice=True)
+
+
+def _masked(scale, g, op):
+    """scale(g) = g·s for a kernel that multiplies by a constant mask s; on a Tensor g (create_graph) it is an op
+    of its own, linear in g and its own adjoint: d(g·s) = dg·s."""
+    if not isinstance(g, Tensor):
+        return scale(g)
+    return _result(scale(g.data), (g,), lambda gg, g_, out: (_masked(scale, gg, op),), f"{op}_backward", twice=True)
 
 
 def tanh(x):
     out = backend.xp(x.data).tanh(_floating(x))
     # d tanh(x)/dx = 1 - tanh²(x)
-    return _result(out, (x,), lambda g: (g * (1 - out * out),), "tanh")
+    return _result(out, (x,), lambda g, x, out: (g * (1 - out * out),), "tanh", twice=True)
 
 
 def _stable_sigmoid(xp, s):
@@ -434,7 +499,7 @@ def sigmoid(x):
     X = _floating(x)
     out = _stable_sigmoid(backend.xp(X), X).astype(X.dtype, copy=False)
     # d σ(x)/dx = σ(x)(1 - σ(x))
-    return _result(out, (x,), lambda g: (g * out * (1 - out),), "sigmoid")
+    return _result(out, (x,), lambda g, x, out: (g * out * (1 - out),), "sigmoid", twice=True)
 
 
 def dropout(x, p=0.5, training=True):
@@ -453,7 +518,7 @@ def dropout(x, p=0.5, training=True):
         keep = generator().random(x.shape, dtype=np.float32) >= p  # float32 draws: half the work of float64 ones
         mask = xp.asarray(np.multiply(keep, 1 / (1 - p), dtype=x.dtype))
     # y = x·mask: dy/dx = mask
-    return _result(x.data * mask, (x,), lambda g: (g * mask,), "dropout")
+    return _result(x.data * mask, (x,), lambda g, x, out: (g * mask,), "dropout", twice=True)
 
 
 def maxout(x, pieces):
@@ -607,8 +672,12 @@ def binary_cross_entropy_with_logits(logits, target, reduction="mean", impl=None
     if logits.dtype.kind != "f":
         raise TypeError(f"binary_cross_entropy_with_logits: logits must be floating point, got {logits.dtype}")
     loss, dlogits = dispatch.kernel("sigmoid_bce_forward", logits.device, impl)(logits.data, target, reduction)
-    # L = Σ ℓ(sᵢ): dL/dsᵢ = g · ∂ℓ/∂sᵢ, with ∂ℓ/∂sᵢ already computed by the forward pass
-    return _result(loss, (logits,), lambda g: (g * dlogits,), "binary_cross_entropy_with_logits")
+    scale = 1 / max(logits.data.size, 1) if reduction == "mean" else 1
+    # L = Σ ℓ(sᵢ): dL/dsᵢ = g · ∂ℓ/∂sᵢ = g · (σ(sᵢ) − yᵢ)·scale, already computed by the forward kernel; on Tensors
+    # (create_graph) the same expression from the sigmoid op, whose own derivative then carries it on
+    return _result(loss, (logits,), lambda g, s, out: (g * (dlogits if not isinstance(s, Tensor) else
+                                                            (sigmoid(s) - target) * scale),),
+                   "binary_cross_entropy_with_logits", twice=True)
 
 
 def cross_entropy(logits, labels, reduction="mean"):
@@ -650,7 +719,15 @@ def cross_entropy(logits, labels, reduction="mean"):
                    "cross_entropy")
 
 
-# --- devices ---------------------------------------------------------------------------------------------------
+# --- dtypes and devices ----------------------------------------------------------------------------------------
+
+def cast(x, dtype):
+    """x's values in another floating-point dtype."""
+    if np.dtype(dtype).kind != "f" or x.dtype.kind != "f":
+        raise TypeError(f"cast: only between floating-point dtypes, got {x.dtype} to {np.dtype(dtype)}")
+    # the same values, rounded: the gradient is cast back to x's dtype (by the engine)
+    return _result(x.data.astype(dtype), (x,), lambda g, x, out: (g,), "cast", twice=True)
+
 
 def to_device(x, device):
     device = backend.normalize_device(device)
@@ -660,8 +737,11 @@ def to_device(x, device):
     return _result(out, (x,), lambda g: (backend.array_module(source).asarray(backend.to_numpy(g)),), "to")
 
 
-__all__ = [name for name in dir() if not name.startswith("_") and name not in ("np", "precision", "backend",
-                                                                                "dispatch", "generator", "Tensor")]
+__all__ = [name for name in dir() if not name.startswith("_") and
+           name not in ("np", "precision", "backend", "types", "dispatch", "generator", "Tensor")]
+# NumPy's names for the ops a backward formula calls through _math on Tensors
+_TENSOR_MATH = types.SimpleNamespace(where=where, log=log, broadcast_to=broadcast_to, transpose=permute,
+                                     swapaxes=transpose)
 
 
 # --- torch-compatible ops for code written against torch (squeeze, unsqueeze, BCE on probabilities) --------------

@@ -8,14 +8,20 @@ the input Tensors it read, and a closure `backward(grad_out) -> grads for each i
      reached that node (a node used twice gets both contributions: accumulation makes reuse correct),
   3. sums a broadcast operand's gradient back down to the operand's shape ("un-broadcasting"), in its dtype,
   4. stores the gradient of every leaf that requires it in `.grad`, and frees the graph unless asked to keep it.
+Higher-order gradients: an op recorded with `twice=True` writes its backward as a formula `backward(g, *values)`
+over the inputs' values and the output's, with operators that arrays and Tensors share. An ordinary backward passes
+arrays; `backward(create_graph=True)` (and `grad(...)`) pass the Tensors themselves, so the same formula runs as
+ops on the tape and its result can be differentiated again. Other ops' `backward(g)` reads arrays: refused there.
 """
 import contextlib
+import itertools
 
 import numpy as np
 
 from . import backend
 
 _grad_enabled = True
+_created = itertools.count()  # every Tensor's creation number: a tensor can depend only on earlier ones
 
 
 @contextlib.contextmanager
@@ -38,13 +44,15 @@ class Tensor:
 
     __array_priority__ = 1000  # `numpy_scalar * tensor` calls Tensor.__rmul__, not NumPy's broadcasting
 
-    def __init__(self, data, requires_grad=False, _parents=(), _backward=None, _op=""):
+    def __init__(self, data, requires_grad=False, _parents=(), _backward=None, _op="", _twice=False):
         self.data = data
         self.requires_grad = requires_grad  # (the property below refuses it for integer data)
         self.grad = None
         self._parents = _parents    # the Tensors this one was computed from (None where an input was absent)
         self._backward = _backward  # grad_out -> one gradient (or None) per parent; None for a leaf
         self._op = _op              # the op's name, for repr and error messages
+        self._twice = _twice        # _backward is a formula backward(g, *values) that Tensors can run (see above)
+        self._created = next(_created)
 
     # --- what the array is -------------------------------------------------------------------------------------
     shape = property(lambda self: tuple(self.data.shape))
@@ -101,34 +109,97 @@ class Tensor:
         return f"Tensor({self.numpy()!r}, device='{self.device}'{grad}{op})"
 
     # --- autograd ------------------------------------------------------------------------------------------------
-    def backward(self, grad=None, retain_graph=False):
-        """Compute d(self)/d(leaf) for every leaf that requires a gradient and add it to the leaf's `.grad`."""
-        if not self.requires_grad:
-            raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward() without a gradient needs a scalar output, got shape {self.shape}")
-            grad = backend.xp(self.data).ones_like(self.data)
-        else:
-            grad = grad.data if isinstance(grad, Tensor) else grad
-            if tuple(grad.shape) != self.shape:
-                raise ValueError(f"backward(): gradient shape {tuple(grad.shape)} != tensor shape {self.shape}")
+    def backward(self, grad=None, retain_graph=None, create_graph=False):
+        """Compute d(self)/d(leaf) for every leaf that requires a gradient and add it to the leaf's `.grad`.
+        create_graph=True records the backward pass itself, so `.grad` can be differentiated again (and keeps the
+        graph: retain_graph defaults to create_graph)."""
+        _backpropagate([self], [grad], None, create_graph if retain_graph is None else retain_graph, create_graph)
 
-        grads = {id(self): grad}
-        for node in reversed(_topological_order(self)):
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):
+    """The gradients of `outputs` (weighted by `grad_outputs`) with respect to each of `inputs`, returned as a tuple
+    (nothing is added to any `.grad`). Inputs may be computed tensors. With create_graph=True the gradients are on
+    the tape, so they can be differentiated again. An input the outputs do not depend on is an error, or a None
+    gradient with allow_unused=True."""
+    one = isinstance(outputs, Tensor)
+    outputs, inputs = ([outputs] if one else list(outputs)), ([inputs] if isinstance(inputs, Tensor) else list(inputs))
+    grad_outputs = [None] * len(outputs) if grad_outputs is None else \
+        [grad_outputs] if one and not isinstance(grad_outputs, (list, tuple)) else list(grad_outputs)
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor) or not t.requires_grad:
+            raise RuntimeError(f"grad(): input {i} is not a Tensor that requires grad")
+    found = _backpropagate(outputs, grad_outputs, inputs, create_graph if retain_graph is None else retain_graph,
+                           create_graph)
+    if not allow_unused and any(id(t) not in found for t in inputs):
+        missing = [i for i, t in enumerate(inputs) if id(t) not in found]
+        raise RuntimeError(f"grad(): inputs {missing} are not used by the outputs (pass allow_unused=True for a None)")
+    found = {k: g if create_graph else Tensor(g.copy()) for k, g in found.items()}
+    return tuple(found.get(id(t)) for t in inputs)
+
+
+def _backpropagate(roots, root_grads, inputs, retain_graph, create_graph):
+    """The walk described above, from `roots` seeded with `root_grads`. inputs=None: accumulate into the leaves'
+    `.grad`; else only the nodes that lead to an input are visited and {id(input): gradient} is returned."""
+    grads = {}
+    for root, g in zip(roots, root_grads):
+        if not root.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad (was it made under no_grad?)")
+        if g is None:
+            if root.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar output, got shape {root.shape}")
+            g = backend.xp(root.data).ones_like(root.data)
+        elif tuple(g.shape) != root.shape:
+            raise ValueError(f"backward(): gradient shape {tuple(g.shape)} != tensor shape {root.shape}")
+        g = (g if isinstance(g, Tensor) else Tensor(g)) if create_graph else (g.data if isinstance(g, Tensor) else g)
+        grads[id(root)] = grads[id(root)] + g if id(root) in grads else g
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    # grad(): a node made before every input cannot lead to one, so the search stops there
+    order, found = _topological_order(roots, min((t._created for t in inputs), default=0) if inputs else 0), {}
+    leads = set()  # the nodes on a path to a leaf (backward) or to an input (grad): each after its parents in `order`
+    for node in order:  # (a freed node's parents are gone: it is kept so that its _graph_freed says so)
+        if (node._backward is None if wanted is None else id(node) in wanted) or node._backward is _graph_freed:
+            leads.add(id(node))
+            continue
+        for p in node._parents:
+            if p is not None and id(p) in leads:
+                leads.add(id(node))
+                break
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, create_graph  # create_graph: the formulas' ops are recorded
+    try:
+        for node in reversed(order):
             g = grads.pop(id(node), None)
-            if g is None:
+            if g is None or id(node) not in leads:
                 continue
-            if node._backward is None:  # a leaf: keep its gradient
-                node.grad = Tensor(g.copy()) if node.grad is None else Tensor(node.grad.data + g)
+            if wanted is not None and id(node) in wanted:
+                found[id(node)] = g
+                if not any(p is not None and id(p) in leads for p in node._parents):
+                    continue  # no other input behind this one
+            elif node._backward is None:  # a leaf: keep its gradient (on the tape under create_graph)
+                if create_graph:
+                    node.grad = g if node.grad is None else node.grad + g
+                else:
+                    node.grad = Tensor(g.copy()) if node.grad is None else Tensor(node.grad.data + g)
                 continue
-            for parent, pg in zip(node._parents, node._backward(g)):
-                if parent is None or pg is None or not parent.requires_grad:
+            if not node._twice:
+                if create_graph and node._backward is not _graph_freed:
+                    raise RuntimeError(f"create_graph=True: op {node._op!r} has no second derivative in fastgan "
+                                       "(its backward runs on arrays, not on the tape)")
+                parent_grads = node._backward(g)
+            elif create_graph:
+                parent_grads = node._backward(g, *node._parents, node)
+            else:
+                parent_grads = node._backward(g, *[None if p is None else p.data for p in node._parents], node.data)
+            for parent, pg in zip(node._parents, parent_grads):
+                if parent is None or pg is None or id(parent) not in leads:
                     continue
                 pg = _fit(pg, parent)
                 grads[id(parent)] = grads[id(parent)] + pg if id(parent) in grads else pg
             if not retain_graph:
-                node._parents, node._backward = (), _graph_freed
+                node._parents, node._backward, node._twice = (), _graph_freed, False
+    finally:
+        _grad_enabled = previous
+    return found
 
 
 def _graph_freed(grad):
@@ -136,9 +207,10 @@ def _graph_freed(grad):
                        "pass retain_graph=True to the first call if you need this")
 
 
-def _topological_order(root):
-    """Every node that requires grad and leads to `root`, each after all of its parents (iterative DFS)."""
-    order, visited, stack = [], set(), [(root, False)]
+def _topological_order(roots, since=0):
+    """Every node that requires grad, leads to one of `roots` and was created at `since` or later, each after all of
+    its parents (iterative DFS)."""
+    order, visited, stack = [], set(), [(root, False) for root in reversed(roots)]
     while stack:
         node, parents_done = stack.pop()
         if parents_done:
@@ -148,15 +220,18 @@ def _topological_order(root):
             continue
         visited.add(id(node))
         stack.append((node, True))
-        stack.extend((p, False) for p in node._parents if p is not None and p.requires_grad and id(p) not in visited)
+        stack.extend((p, False) for p in node._parents
+                     if p is not None and p.requires_grad and p._created >= since and id(p) not in visited)
     return order
 
 
 def _fit(grad, parent):
     """A gradient as its input is: un-broadcast to the input's shape, in the input's dtype (an op that promoted a
-    float32 input to float64 hands back a float64 gradient)."""
+    float32 input to float64 hands back a float64 gradient). A Tensor gradient (create_graph) by recorded ops."""
     grad = _unbroadcast(grad, parent.shape)
-    return grad if grad.dtype == parent.dtype else grad.astype(parent.dtype)
+    if grad.dtype == parent.dtype:
+        return grad
+    return functional.cast(grad, parent.dtype) if isinstance(grad, Tensor) else grad.astype(parent.dtype)
 
 
 def _unbroadcast(grad, shape):
@@ -168,13 +243,18 @@ def _unbroadcast(grad, shape):
     grad = grad.sum(axis=tuple(range(extra))) if extra > 0 else grad
     stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
     grad = grad.sum(axis=stretched, keepdims=True) if stretched else grad
+    if isinstance(grad, Tensor):
+        return grad
     return backend.xp(grad).asarray(grad)  # a sum over every axis gives a NumPy scalar: keep it an array
 
 
-def _result(data, parents, backward, op):
-    """Wrap an op's output; record the op on the tape only if some input needs a gradient."""
+def _result(data, parents, backward, op, twice=False):
+    """Wrap an op's output; record the op on the tape only if some input needs a gradient. twice=True: `backward`
+    is a formula backward(g, *input values, output value) that runs on arrays and on Tensors alike."""
+    if isinstance(data, np.generic):  # NumPy's 0-d arithmetic gives scalars, which would promote as numbers
+        data = np.asarray(data)
     if _grad_enabled and any(p is not None and p.requires_grad for p in parents):
-        return Tensor(data, True, tuple(parents), backward, op)
+        return Tensor(data, True, tuple(parents), backward, op, twice)
     return Tensor(data)
 
 

@@ -6,9 +6,9 @@ missing; `gradcheck` and `random_inputs` need only NumPy.
 """
 import numpy as np
 
-from .tensor import Tensor, tensor
+from .tensor import Tensor, grad, tensor
 
-__all__ = ["TOLERANCE", "random_inputs", "assert_close", "check", "gradcheck"]
+__all__ = ["TOLERANCE", "random_inputs", "assert_close", "check", "check_twice", "gradcheck"]
 
 # float64 is compared tightly (an exact formula agrees to ~1e-12); float32 loosely (reduction order differs)
 TOLERANCE = {np.float64: dict(rtol=1e-9, atol=1e-10), np.float32: dict(rtol=2e-4, atol=2e-5)}
@@ -108,3 +108,37 @@ def gradcheck(fn, inputs, eps=1e-6, rtol=1e-5, atol=1e-7):
             nflat[j] = (plus - minus) / (2 * eps)
         np.testing.assert_allclose(t.grad.numpy(), numeric, rtol=rtol, atol=atol,
                                    err_msg=f"input {i}: autograd gradient vs central differences")
+
+
+def check_twice(fastgan_fn, torch_fn, inputs, dtype=np.float64):
+    """Double backward against torch: with random u, v, compare every input's gradient of
+
+        s = Σᵢ ⟨∂⟨fn(x), u⟩/∂xᵢ, vᵢ⟩      (the first gradients, taken with create_graph=True, then differentiated)
+    and the first gradients themselves, the forward outputs as `check` does. inputs: arrays (all differentiated,
+    cast to `dtype`) or other values passed through. A second derivative that is zero everywhere (the graph of the
+    first gradient does not reach an input) compares as zeros."""
+    torch = _torch()
+    arrays = [np.asarray(a, dtype=dtype) if isinstance(a, (np.ndarray, np.generic)) else a for a in inputs]
+    which = [i for i, a in enumerate(arrays) if isinstance(a, np.ndarray)]
+    ours = [tensor(a, requires_grad=True) if isinstance(a, np.ndarray) else a for a in arrays]
+    theirs = [torch.tensor(a, requires_grad=True) if isinstance(a, np.ndarray) else a for a in arrays]
+    out_ours, out_theirs = fastgan_fn(*ours), torch_fn(*theirs)
+    assert_close(out_ours, out_theirs, "output", dtype)
+    rng = np.random.default_rng(3)
+    u = np.asarray(rng.standard_normal(out_ours.shape), dtype)
+    v = [np.asarray(rng.standard_normal(arrays[i].shape), dtype) for i in which]
+
+    def twice(out, xs, wrap, gradient, zeros):
+        first = gradient([(out * wrap(u)).sum()], xs, create_graph=True, allow_unused=True)
+        first = [zeros(x) if g is None else g for x, g in zip(xs, first)]
+        s = sum((g * wrap(vi)).sum() for g, vi in zip(first, v))
+        second = gradient([s], xs, allow_unused=True) if s.requires_grad else [None] * len(xs)
+        return first, [zeros(x) if g is None else g for x, g in zip(xs, second)]
+
+    first_ours, second_ours = twice(out_ours, [ours[i] for i in which], tensor, grad,
+                                    lambda x: np.zeros(x.shape, x.dtype))
+    first_theirs, second_theirs = twice(out_theirs, [theirs[i] for i in which], torch.tensor, torch.autograd.grad,
+                                        torch.zeros_like)
+    for k, i in enumerate(which):
+        assert_close(first_ours[k], first_theirs[k], f"gradient of input {i}", dtype)
+        assert_close(second_ours[k], second_theirs[k], f"second-order gradient of input {i}", dtype)

@@ -1,5 +1,9 @@
 """`python -m fastgan.train mnist|folder|fake`: train a GAN, with a progress bar, pictures, metrics and exact resume.
 
+`python -m fastgan.train ring|grid [--unroll K --unroll-mode exact|first-order]` trains on a 2-D toy mixture instead:
+it is `python -m fastgan.theory ring|grid` (its options, table and pictures) with one seed and, unless --unroll is
+given, the vanilla GAN only. Unrolling runs on the toy data only.
+
 The data (fastgan/data/sources.py): MNIST (28×28, or resized with --image-size), a folder of the user's images
 (`folder --data-dir DIR`, resized and center-cropped to --image-size, RGB or grayscale by --nc), or random images
 (`fake`, for smoke tests). The classifier-based metrics (quality report, --eval-every) need MNIST at 28×28.
@@ -589,9 +593,27 @@ def plan_run(parser, args, given):
     return config, run_dir, state
 
 
+TOY_DATA = ("ring", "grid")
+
+
+def train_toy(argv):
+    """python -m fastgan.train ring|grid ...: the theory's toy runner, one seed and the vanilla GAN by default."""
+    from fastgan.theory.__main__ import main as theory_main
+    given = {a.split("=")[0] for a in argv}
+    defaults = [item for flag, value in (("--seeds", "1"), ("--unroll", "0")) if flag not in given
+                for item in (flag, value)]
+    return theory_main(list(argv) + defaults)
+
+
 def main(argv=None, comm=None):
     """The command; `comm` (fastgan.distributed) makes this process one rank of a data-parallel run."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in TOY_DATA:
+        return train_toy(argv)
     parser = build_parser()
+    if any(a.split("=")[0] in ("--unroll", "--unroll-mode") for a in argv):
+        parser.error("--unroll (the unrolled GAN) trains on the 2-D toy data only: python -m fastgan.train ring|grid "
+                     "--unroll K (the MLP GAN's D has maxout units, which have no second derivative here)")
     args = parser.parse_args(argv)
     given = {k: getattr(args, k) for k in RUN_SETTINGS + ("epochs",) if getattr(args, k) is not None}
     if args.label_smoothing is not None:  # its other name: the target of real images, 1 − α

@@ -74,10 +74,12 @@ def test_a_sweep_never_overwrites_runs_of_other_settings(tmp_path, capsys):
     assert "holds a run with other settings" in capsys.readouterr().err
 
 
-def test_exact_unrolling_is_refused_before_anything_is_written(tmp_path, capsys):
-    assert ring(tmp_path / "run", "--unroll-mode", "exact") == 2
-    assert "needs higher-order gradients" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "run")
+def test_exact_unrolling_runs(tmp_path):
+    assert main(["ring", "--out", str(tmp_path), "--iters", "2", "--seeds", "1", "--unroll", "2", "--unroll-mode",
+                 "exact", "--batch-size", "8", "--nz", "4", "--no-progress"]) == 0
+    rows = json.load(open(tmp_path / "ring_summary.json"))
+    assert rows[0]["variant"] == "unrolled GAN, K = 2 (exact)"
+    assert os.path.exists(tmp_path / "ring-unroll2-exact-seed0" / "result.json")
 
 
 def test_bad_settings_are_refused(tmp_path, capsys):
@@ -110,3 +112,35 @@ def test_more_iterations_continue_a_finished_run_exactly(tmp_path, capsys):
     ra, rb = (json.load(open(folder / "result.json")) for folder in (a, b))
     assert (ra["modes_covered"], ra["counts"], ra["config"]) == (rb["modes_covered"], rb["counts"], rb["config"])
     assert open(a / "metrics.jsonl").read() == open(b / "metrics.jsonl").read()
+
+
+def test_a_run_killed_mid_way_goes_on_from_its_last_snapshot(tmp_path, monkeypatch, capsys):
+    from fastgan.theory import toy_run
+
+    def run(out):
+        return main(["ring", "--out", str(out), "--iters", "6", "--snapshot-every", "2", "--seeds", "1",
+                     "--unroll", "1", "--unroll-mode", "exact", "--batch-size", "8", "--nz", "4", "--log-every", "1",
+                     "--no-progress"])
+
+    assert run(tmp_path / "straight") == 0
+    step, calls = toy_run.unrolled_step, []
+
+    def killed_at_the_fifth(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return step(*args, **kwargs)
+    monkeypatch.setattr(toy_run, "unrolled_step", killed_at_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "killed")
+    folder = tmp_path / "killed" / "ring-unroll1-exact-seed0"
+    assert json.load(open(folder / "result.json"))["config"]["iters"] == 4   # the last snapshot before the kill
+    monkeypatch.setattr(toy_run, "unrolled_step", step)
+    assert run(tmp_path / "killed") == 0
+    assert "going on from the 4 iterations" in capsys.readouterr().out
+    a = tmp_path / "straight" / "ring-unroll1-exact-seed0"
+    for name in ("snapshots.npz", "state.npz"):
+        x, y = np.load(a / name), np.load(folder / name)
+        for key in x.files:
+            np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
+    assert open(a / "metrics.jsonl").read() == open(folder / "metrics.jsonl").read()

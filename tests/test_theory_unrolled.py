@@ -1,5 +1,7 @@
-"""The first-order unrolled GAN: the look-ahead moves only a copy of D, follows D's own Adam, and G's gradient
-through the unrolled copy matches the same objective written in torch (float64)."""
+"""The unrolled GAN: the look-ahead moves only a copy of D and follows D's own optimiser; G's gradient through the
+unrolled copy (first-order, and exact: through the K updates) matches the same objective written in torch
+(float64)."""
+import contextlib
 import copy
 
 import numpy as np
@@ -9,10 +11,11 @@ import torch
 import fastgan
 from fastgan import functional as F
 from fastgan import optim
-from fastgan.gan import simultaneous_step
+from fastgan.gan import frozen, simultaneous_step
 from fastgan.models.toy import toy_gan
-from fastgan.theory.unrolled import (FirstOrderLookAhead, UnrollModeUnavailable, check_unroll_mode,
-                                     discriminator_loss, make_look_ahead, unrolled_step)
+from fastgan.theory.tensor_optim import tensor_steps
+from fastgan.theory.unrolled import (ExactLookAhead, FirstOrderLookAhead, check_unroll_mode, discriminator_loss,
+                                     make_look_ahead, unrolled_step)
 
 NZ, HIDDEN, BATCH, LR_D, LR_G, BETAS = 5, 8, 6, 1e-2, 1e-2, (0.5, 0.999)
 
@@ -147,12 +150,125 @@ def test_first_order_g_gradient_matches_torch(unroll):
         np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-9, atol=1e-12)
 
 
-def test_exact_mode_is_refused_with_a_clear_error():
-    refusal = r"--unroll-mode exact .*create_graph=True.*use --unroll-mode first-order"
-    with pytest.raises(UnrollModeUnavailable, match=refusal):
-        check_unroll_mode("exact")
+def test_unknown_unroll_mode_is_refused():
     with pytest.raises(ValueError, match="unknown unroll mode 'second-order'"):
         check_unroll_mode("second-order")
     G, D, opt_g, opt_d = players()
     with pytest.raises(ValueError, match="needs a look_ahead"):
         unrolled_step(G, D, opt_g, opt_d, *batch(0), unroll=2)
+    with pytest.raises(TypeError, match="exact look-ahead runs D from a list of weights.*got Sequential"):
+        ExactLookAhead(fastgan.nn.Sequential(fastgan.nn.Linear(2, 1)), opt_d)
+    with pytest.raises(TypeError, match="no tensor-op steps for optimiser object: expected one of"):
+        tensor_steps(object())
+
+
+def trained_players(seed=0):
+    """Players whose D has taken two Adam steps (moments and a step count to carry on from), and torch copies."""
+    G, D, opt_g, opt_d = players(seed)
+    d_steps(D, opt_d, G, [1, 2])
+    return G, D, opt_g, opt_d
+
+
+@pytest.mark.parametrize("unroll", [1, 2, 3, 4, 5])
+def test_exact_look_ahead_weights_are_the_optimisers(unroll):
+    """The tensor-op Adam steps land on the weights D's own Adam (the first-order look-ahead) reaches."""
+    G, D, _, opt_d = trained_players()
+    real, z = batch(7)
+    fake = G(z)
+    weights = ExactLookAhead(D, opt_d)(real, fake, unroll).args[0]   # the critic: forward_with(weights, ·)
+    plain = FirstOrderLookAhead(D, opt_d)(real, fake, unroll)
+    for w, p in zip(weights, plain.parameters()):
+        np.testing.assert_allclose(w.numpy(), p.data, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("momentum, nesterov, weight_decay", [(0.0, False, 0.0), (0.9, False, 1e-2), (0.9, True, 0.0)])
+def test_tensor_sgd_steps_are_the_optimisers(momentum, nesterov, weight_decay):
+    fastgan.manual_seed(0)
+    D = toy_gan(NZ, 2, HIDDEN)[1].double()
+    opt = optim.SGD(D.parameters(), 0.1, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    grads = [[fastgan.tensor(np.random.default_rng(s).standard_normal(p.shape)) for p in D.parameters()]
+             for s in range(3)]
+    opt.zero_grad()
+    for p, g in zip(D.parameters(), grads[0]):
+        p.grad = g
+    opt.step()                                   # one real step first: the tensor steps carry on its momentum
+    steps, weights = tensor_steps(opt), [fastgan.tensor(p.data) for p in D.parameters()]
+    for gs in grads[1:]:
+        weights = steps(weights, gs)
+        for p, g in zip(D.parameters(), gs):
+            p.grad = g
+        opt.step()
+    for w, p in zip(weights, D.parameters()):
+        np.testing.assert_allclose(w.numpy(), p.data, rtol=1e-12, atol=1e-14)
+
+
+def torch_exact_g_grads(G, D, opt_d, real, z, unroll):
+    """G's gradient of the minimax cost against θ_D^unroll, differentiated through the unroll Adam steps (torch)."""
+    G_t = torch_mlp(G)
+    weights = [torch.tensor(p.data.copy(), requires_grad=True) for p in D.parameters()]
+    moments = [(torch.tensor(s["exp_avg"]), torch.tensor(s["exp_avg_sq"]), s["step"]) for s in opt_d.state]
+    lr, (b1, b2), eps = opt_d.lr, opt_d.betas, opt_d.eps
+
+    def critic(ws, x):
+        for i in range(0, len(ws), 2):
+            x = torch.nn.functional.linear(x, ws[i], ws[i + 1])
+            x = torch.tanh(x) if i + 2 < len(ws) else x
+        return x
+
+    fake = G_t(torch.tensor(z.numpy()))
+    for _ in range(unroll):
+        loss = torch_d_loss(lambda x: critic(weights, x), torch.tensor(real.numpy()), fake)
+        grads = torch.autograd.grad(loss, weights, create_graph=True)
+        new_weights, new_moments = [], []
+        for w, g, (m, v, t) in zip(weights, grads, moments):
+            t += 1
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            new_weights.append(w - lr / (1 - b1 ** t) * m / (torch.sqrt(v) / (1 - b2 ** t) ** 0.5 + eps))
+            new_moments.append((m, v, t))
+        weights, moments = new_weights, new_moments
+    logits = critic(weights, fake)
+    (-torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.zeros_like(logits))).backward()
+    return [p.grad.numpy() for p in G_t.parameters()]
+
+
+@pytest.mark.parametrize("unroll", [1, 2, 3, 4, 5])
+def test_exact_g_gradient_matches_torch(unroll):
+    G, D, opt_g, opt_d = trained_players()
+    real, z = batch(7)
+    fake = G(z)
+    critic = ExactLookAhead(D, opt_d)(real, fake, unroll)
+    G.zero_grad()
+    (-F.binary_cross_entropy_with_logits(critic(fake), 0.0)).backward()
+    for p, expected in zip(G.parameters(), torch_exact_g_grads(G, D, opt_d, real, z, unroll)):
+        np.testing.assert_allclose(p.grad.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_exact_and_first_order_g_gradients_differ():
+    """The second-order term is there: through the K updates G's gradient is not the first-order one."""
+    grads = {}
+    for mode in ("first-order", "exact"):
+        G, D, opt_g, opt_d = trained_players()
+        real, z = batch(7)
+        fake = G(z)
+        critic = make_look_ahead(D, opt_d, mode)(real, fake, 3)
+        G.zero_grad()
+        with frozen(critic) if mode == "first-order" else contextlib.nullcontext():
+            (-F.binary_cross_entropy_with_logits(critic(fake), 0.0)).backward()
+        grads[mode] = np.concatenate([p.grad.numpy().ravel() for p in G.parameters()])
+    assert not np.allclose(grads["first-order"], grads["exact"], rtol=1e-3)
+
+
+def test_exact_g_step_leaves_the_real_d_unchanged():
+    """An exact K = 5 step moves D only by D's own (un-unrolled) step: the same D as after a vanilla step."""
+    after = {}
+    for unroll, mode in ((0, None), (5, "exact")):
+        G, D, opt_g, opt_d = trained_players()
+        real, z = batch(4)
+        look_ahead = make_look_ahead(D, opt_d, mode) if unroll else None
+        before = D.state_dict()
+        unrolled_step(G, D, opt_g, opt_d, real, z, unroll, look_ahead)
+        after[mode] = D.state_dict(), G.state_dict(), before
+    for name in after[None][0]:
+        np.testing.assert_array_equal(after[None][0][name], after["exact"][0][name], err_msg=name)
+        np.testing.assert_array_equal(after[None][2][name], after["exact"][2][name], err_msg=name)
+    assert any(not np.allclose(after[None][1][n], after["exact"][1][n]) for n in after[None][1])

@@ -448,3 +448,14 @@ def test_bf16_resume_refuses_another_precision_and_the_gpu(tmp_path, capsys, mon
     assert train.main(["mnist", "--precision", "bf16", "--no-progress", "--limit", "256", "--batch-size", "64",
                        "--dry-run", "--epochs", "1", "--out", auto]) == 0
     assert json.load(open(os.path.join(auto, "config.json")))["device"] == "cpu"
+
+
+def test_ring_is_one_run_of_the_toy_runner_and_unroll_is_refused_elsewhere(tmp_path, capsys):
+    assert train.main(["ring", "--out", str(tmp_path), "--iters", "2", "--batch-size", "8", "--nz", "4",
+                       "--unroll", "1", "--unroll-mode", "exact", "--no-progress"]) == 0
+    assert os.listdir(tmp_path / "ring-unroll1-exact-seed0") and not os.path.exists(tmp_path / "ring-vanilla-seed0")
+    assert "unrolled GAN, K = 1 (exact)" in open(tmp_path / "ring_table.md").read()
+    with pytest.raises(SystemExit):
+        train.main(["mnist", "--model", "mlp", "--unroll", "5", "--out", str(tmp_path / "m")])
+    assert "--unroll (the unrolled GAN) trains on the 2-D toy data only" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "m")

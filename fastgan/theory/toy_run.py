@@ -19,7 +19,8 @@ The run folder:
     result.json      the final mode metric (fastgan/theory/modes.py), seconds of training, ms per iteration (wall
                      clock, and CPU time of this process: on a shared machine the second is the steadier)
 metrics.jsonl is a log, appended as the run goes; the other files are written atomically, result.json last, so a
-folder with it holds a finished run.
+folder with it holds a finished run. At every snapshot before the last, the three files are written as those of a
+finished run of that many iterations: a run killed in the middle goes on from its last snapshot when asked again.
 """
 import dataclasses
 import json
@@ -194,7 +195,7 @@ def train_toy_gan(config, out_dir, progress=True):
     snapshots = config.as_dict()["snapshots"]
     models, optimizers = {"G": G, "D": D}, {"opt_g": opt_g, "opt_d": opt_d}
 
-    kept_iters, kept_samples, report, train_seconds, train_cpu_seconds = [], [], None, 0.0, 0.0
+    kept_iters, kept_samples, train_seconds, train_cpu_seconds = [], [], 0.0, 0.0
     first, earlier = 0, extendable_result(out_dir, config)
     if earlier is not None:                                    # go on from the shorter run
         fixed_z = _load_state(os.path.join(out_dir, STATE), models, optimizers)
@@ -217,6 +218,10 @@ def train_toy_gan(config, out_dir, progress=True):
                 log.write(json.dumps({"iter": it, "event": "snapshot",
                                       **mode_coverage(samples, data.modes, data.std).as_dict()}) + "\n")
                 log.flush()
+                if first < it < config.iters:                  # as a finished run of `it` iterations
+                    shorter = dataclasses.replace(config, iters=it, snapshots=tuple(kept_iters))
+                    _write_run(out_dir, shorter, G, data, fixed_z, models, optimizers, kept_iters, kept_samples,
+                               train_seconds, train_cpu_seconds)
             if it == config.iters:
                 break
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -229,6 +234,13 @@ def train_toy_gan(config, out_dir, progress=True):
                 log.write(json.dumps({"iter": it, **stats}) + "\n")
             bar.update()
 
+    return _write_run(out_dir, config, G, data, fixed_z, models, optimizers, kept_iters, kept_samples, train_seconds,
+                      train_cpu_seconds)
+
+
+def _write_run(out_dir, config, G, data, fixed_z, models, optimizers, kept_iters, kept_samples, train_seconds,
+               train_cpu_seconds):
+    """The files of a run finished after config.iters iterations; result.json last. Returns the result."""
     with fastgan.no_grad():
         report = mode_coverage(G(fixed_z).numpy(), data.modes, data.std)   # the final samples (a snapshot too)
     atomic_save_npz(os.path.join(out_dir, "snapshots.npz"), iters=np.array(kept_iters),

@@ -10,25 +10,24 @@ estimates) and on the minibatch of the current step, as in the paper's public co
 D then takes its own, un-unrolled step on f. With K = 0 the critic is D itself: the vanilla GAN.
 
     first-order   the copy steps with plain (graph-free) updates; G's gradient treats θ_D^K as a constant.
-    exact         differentiates through the K updates. It needs higher-order gradients in the autograd core
-                  (backward(create_graph=True) and optimiser updates written as tensor ops), which fastgan does
-                  not have yet: asking for it raises UnrollModeUnavailable. An implementation plugs in as
-                  LOOK_AHEADS["exact"]: built as LOOK_AHEADS[mode](D, opt_d), called as look_ahead(real, fake, K)
-                  with G's fakes still on their graph, it returns the critic, any callable x -> logits
-                  (models/toy.py's forward_with runs D from any list of weight tensors).
+    exact         the copy's weights are tensors on the tape: each of the K steps takes D's gradient with
+                  create_graph=True and applies D's optimiser written as tensor ops (tensor_optim.py), so G's
+                  backward runs through all K updates (through the fakes they were computed on) to θ_G.
+A look-ahead is built as LOOK_AHEADS[mode](D, opt_d) and called as look_ahead(real, fake, K) with G's fakes still on
+their graph; it returns the critic, a module or any callable x -> logits.
 """
 import contextlib
 import copy
+import functools
 
 from .. import functional as F
-from ..nn import Module
 from ..gan import _mean_sigmoid, frozen, generator_loss
+from ..models.toy import ToyMLP, forward_with
+from ..nn import Module
+from ..tensor import Tensor, grad
+from .tensor_optim import tensor_steps
 
 UNROLL_MODES = ("first-order", "exact")
-
-
-class UnrollModeUnavailable(NotImplementedError):
-    """The requested unrolling mode cannot run in this version of fastgan."""
 
 
 def discriminator_loss(D, real, fake):
@@ -59,19 +58,36 @@ class FirstOrderLookAhead:
         return self.copy
 
 
-# An "exact" look-ahead plugs in here, built and called as FirstOrderLookAhead is.
-LOOK_AHEADS = {"first-order": FirstOrderLookAhead}
+class ExactLookAhead:
+    """θ_D^K as tensors on the tape, from a copy of D's weights and D's optimiser written as tensor ops."""
+
+    def __init__(self, D, opt_d):
+        if not isinstance(D, ToyMLP) or [id(p) for p in opt_d.params] != [id(p) for p in D.parameters()]:
+            raise TypeError(f"the exact look-ahead runs D from a list of weights (models/toy.py's forward_with): "
+                            f"it needs a ToyMLP D and D's own optimiser, got {type(D).__name__}")
+        tensor_steps(opt_d)                                          # (refuses an optimiser it cannot write)
+        self.D, self.opt_d = D, opt_d
+
+    def __call__(self, real, fake, steps):
+        """The critic x -> D(x; θ_D^steps), forward_with(θ_D^steps, x), with θ_D^steps on the tape as functions of
+        the fakes (and so of θ_G)."""
+        start = weights = [Tensor(p.data.copy(), requires_grad=True) for p in self.D.parameters()]
+        step = tensor_steps(self.opt_d)                              # D's step count and moments, copied
+        for _ in range(steps):
+            loss = discriminator_loss(lambda x, w=weights: forward_with(w, x), real, fake)[0]
+            weights = step(weights, grad(loss, weights, create_graph=True))
+        for w in start:  # θ_D^0 is a constant to G: its gradient (and what leads only to it) is never computed
+            w.requires_grad = False
+        return functools.partial(forward_with, weights)
+
+
+LOOK_AHEADS = {"first-order": FirstOrderLookAhead, "exact": ExactLookAhead}
 
 
 def check_unroll_mode(mode):
-    """ValueError for an unknown mode, UnrollModeUnavailable for one this fastgan cannot run yet."""
+    """ValueError for an unknown mode."""
     if mode not in UNROLL_MODES:
         raise ValueError(f"unknown unroll mode {mode!r}: expected one of {UNROLL_MODES}")
-    if mode not in LOOK_AHEADS:
-        raise UnrollModeUnavailable(
-            f"--unroll-mode {mode} differentiates through the look-ahead's optimiser steps, which needs "
-            "higher-order gradients (backward(create_graph=True)) that fastgan's autograd core does not have yet; "
-            "use --unroll-mode first-order")
 
 
 def make_look_ahead(D, opt_d, mode):
