@@ -95,13 +95,18 @@ def use(impl):
 
 
 def describe(device="cpu"):
-    """{kernel op: implementation that runs it by default} — what `python -m fastgan.kernels` prints (the *_bf16
-    ops are the bfloat16 products of fastgan.autocast)."""
+    """{kernel op: implementation that runs it by default, or None where none does on `device`} — what
+    `python -m fastgan.kernels` prints (the *_bf16 ops are the bfloat16 products of fastgan.autocast, which no GPU
+    implementation offers yet)."""
     reference = implementation("reference")
     ops = [n for n in reference.__all__ if n.endswith(("_forward", "_backward", "_step", "_bf16"))
            or n == "round_to_bfloat16"]
     chosen = {}
     for op in ops:
-        fn = kernel(op, device)
+        try:
+            fn = kernel(op, device)
+        except RuntimeError:
+            chosen[op] = None
+            continue
         chosen[op] = next(n for n in PREFERENCE[device] if getattr(implementation(n), op, None) is fn)
     return chosen

@@ -159,3 +159,17 @@ def test_python_m_fastgan_kernels_names_the_implementation_of_every_op():
     if dispatch.implementation("cpu") is not None:
         assert "float32 convolutions on the cpu: " in lines[-2]
         assert lines[-1].startswith("bfloat16 products on the cpu (*_bf16, fastgan.autocast): "), out
+
+
+def test_python_m_fastgan_kernels_lists_the_ops_a_gpu_implementation_lacks():
+    """Under Triton's interpreter a GPU implementation loads without a GPU; the bfloat16 ops have none yet, and
+    the listing says so instead of failing."""
+    pytest.importorskip("triton")
+    env = {k: v for k, v in os.environ.items() if k != "FASTGAN_IMPL"}
+    done = subprocess.run([sys.executable, "-m", "fastgan.kernels"], capture_output=True, text=True,
+                          env={**env, "TRITON_INTERPRET": "1"})
+    assert done.returncode == 0, done.stderr
+    if "on the cuda:" not in done.stdout:
+        pytest.skip("the Triton interpreter did not load here")
+    gpu = done.stdout.split("on the cuda:")[1]
+    assert "round_to_bfloat16" in gpu and "(no implementation on this device)" in gpu, done.stdout

@@ -9,7 +9,7 @@ print(f"GPU: {backend.cuda_status().detail}")
 for device in ("cpu", "cuda") if dispatch.available("cuda") else ("cpu",):
     print(f"on the {device}:")
     for op, impl in sorted(dispatch.describe(device).items()):
-        print(f"  {op:32s} {impl}")
+        print(f"  {op:32s} {impl or '-  (no implementation on this device)'}")
 cpu = dispatch.implementation("cpu")
 if cpu is not None:
     how = {"auto": "direct where the channels fill AVX-512 vectors, else im2col + BLAS" if cpu._DIRECT else
