@@ -21,12 +21,18 @@ product by at most 2·2^-8 + 2^-16 relative, and
 
     |bf16 result − exact| <= (2^-7 + 2^-16 + γ_K) · Σ|t_i|.
 """
+import contextlib
 import copy
+import os
+import pathlib
+import subprocess
+import sys
 
 import ml_dtypes
 import numpy as np
 import pytest
 
+from fastgan import dispatch
 from fastgan.kernels import reference
 from kernel_cases import CONV_CASES, run_impl
 
@@ -68,6 +74,129 @@ def test_round_to_bfloat16_leaves_its_input_and_empty_arrays(impl):
     run_impl(impl, "round_to_bfloat16", x)
     np.testing.assert_array_equal(x, before)
     assert run_impl(impl, "round_to_bfloat16", np.zeros((0, 3), np.float32)).shape == (0, 3)
+
+
+# --- the products, on every path -----------------------------------------------------------------------------------
+
+# The CPU's bfloat16 GEMMs (csrc/cpu/gemm_bf16.cpp) on the hardware paths are tested where the CPU has them, once
+# FASTGAN_TEST_BF16_HARDWARE=1 asks for it: until they have passed on such a CPU, a failure of theirs must not stop
+# the rest of the suite. The emulated path, which shares all their code but the multiplying instruction, runs
+# everywhere.
+HARDWARE = {"amx": "AMX", "avx512-bf16": "AVX-512-BF16"}
+
+
+def native_cpu(path=""):
+    """The native CPU module, after skipping the test where it, or the GEMM path `path`, cannot run here."""
+    cpu = dispatch.implementation("cpu")
+    if cpu is None:
+        pytest.skip("fastgan's native CPU kernels (fastgan._C) are not built here")
+    if path in HARDWARE and path not in cpu._BF16_PATHS:
+        pytest.skip(f"this CPU has no {HARDWARE[path]}")
+    if path in HARDWARE and os.environ.get("FASTGAN_TEST_BF16_HARDWARE") != "1":
+        pytest.skip(f"this CPU has {HARDWARE[path]}: FASTGAN_TEST_BF16_HARDWARE=1 tests its GEMM")
+    return cpu
+
+
+@pytest.fixture(params=["reference", "cpu", "cpu:emulated", "cpu:avx512-bf16", "cpu:amx"])
+def product_impl(request):
+    """The implementations of the bfloat16 products: the reference, and the CPU's on each of its paths (cpu: the
+    default, float32 kernels on rounded operands; cpu:<path>: FASTGAN_BF16=<path>)."""
+    name, _, path = request.param.partition(":")
+    cpu = native_cpu(path) if name == "cpu" else None
+    with dispatch.use(name), (cpu.use_bf16(path) if path else contextlib.nullcontext()):
+        yield name
+
+
+@pytest.fixture(params=["emulated", "avx512-bf16", "amx"])
+def gemm_path(request):
+    native_cpu(request.param)
+    return request.param
+
+
+def gemm_bound(a, b):
+    """γ_K·(|bf16(a)|·|bf16(b)|): how far any order of the float32 sums may be from the reference's."""
+    return gamma(a.shape[-1]) * (np.abs(reference.round_to_bfloat16(a)).astype(np.float64) @
+                                 np.abs(reference.round_to_bfloat16(b)).astype(np.float64))
+
+
+@pytest.mark.parametrize("mkn", [(1, 1, 1), (16, 32, 16), (17, 33, 15), (33, 70, 47), (64, 100, 31), (40, 1, 70),
+                                 (5, 0, 3), (0, 4, 3), (3, 4, 0)], ids=str)
+def test_gemm_bf16(gemm_path, mkn):
+    """Every edge of the tiles: sizes below, at and past 16 (rows and columns) and 32 (K), and empty ones."""
+    m, k, n = mkn
+    rng = np.random.default_rng(m * 10000 + k * 100 + n)
+    a, b = rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+    got = native_cpu().gemm_bf16(a, b, gemm_path)
+    check_within(got, reference.matmul_bf16(a, b).astype(np.float64), gemm_bound(a, b), f"gemm_bf16 {gemm_path}")
+
+
+def test_gemm_bf16_strides_stacks_and_out(gemm_path):
+    """Transposed and strided views are read in place; stacks follow matmul's broadcasting; out is written."""
+    cpu, rng = native_cpu(), np.random.default_rng(2)
+    big = rng.standard_normal((70, 90)).astype(np.float32)
+    a, b = big[::2, 1::3], big[:60:2, :41].T          # (35, 30) with strides (180, 3); (41, 30).T
+    b = np.ascontiguousarray(b).T                     # (30, 41), Fortran order
+    check_within(cpu.gemm_bf16(a, b, gemm_path), reference.matmul_bf16(a, b).astype(np.float64), gemm_bound(a, b),
+                 "strided")
+    stack = rng.standard_normal((3, 30, 7)).astype(np.float32)
+    out = np.empty((3, 35, 7), np.float32)
+    assert cpu.gemm_bf16(a, stack, gemm_path, out) is out
+    check_within(out, reference.matmul_bf16(a, stack).astype(np.float64), gemm_bound(a, stack), "stack")
+
+
+def test_gemm_bf16_does_not_depend_on_threads(gemm_path):
+    cpu, rng = native_cpu(), np.random.default_rng(3)
+    a, b = rng.standard_normal((100, 300)).astype(np.float32), rng.standard_normal((300, 90)).astype(np.float32)
+    before = cpu.get_num_threads()
+    try:
+        cpu.set_num_threads(1)
+        one = cpu.gemm_bf16(a, b, gemm_path)
+        cpu.set_num_threads(2)
+        np.testing.assert_array_equal(cpu.gemm_bf16(a, b, gemm_path), one)
+    finally:
+        cpu.set_num_threads(before)
+
+
+def test_gemm_bf16_errors():
+    cpu = native_cpu()
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match=r"a is \(2, 3\) and b is \(4, 5\): their inner sizes differ"):
+        cpu.gemm_bf16(a, np.ones((4, 5), np.float32), "emulated")
+    with pytest.raises(TypeError, match="b must be float32, got float64"):
+        cpu.gemm_bf16(a, np.ones((3, 5)), "emulated")
+    with pytest.raises(ValueError, match="unknown path 'tiles'"):
+        cpu.gemm_bf16(a, np.ones((3, 5), np.float32), "tiles")
+    with pytest.raises(ValueError, match="out has the wrong shape"):
+        cpu.gemm_bf16(a, np.ones((3, 5), np.float32), "emulated", np.empty((2, 4), np.float32))
+
+
+def test_bf16_choice_errors():
+    cpu = native_cpu()
+    with pytest.raises(ValueError, match=r"^use_bf16='tiles': expected one of auto, float32, amx, avx512-bf16, "), \
+            cpu.use_bf16("tiles"):
+        pass
+    for path, name in HARDWARE.items():
+        if path not in cpu._BF16_PATHS:
+            with pytest.raises(RuntimeError, match=rf"^use_bf16={path}: this CPU has no {name}; use auto"), \
+                    cpu.use_bf16(path):
+                pass
+    assert cpu.bf16_choice() == cpu._bf16._stack[0]
+
+
+@pytest.mark.parametrize("setting", ["emulated", "bogus"])
+def test_fastgan_bf16_from_the_environment(setting):
+    """`FASTGAN_BF16=... python -m fastgan.kernels` shows the path, or stops with the one-line error."""
+    native_cpu()
+    root = pathlib.Path(__file__).resolve().parent.parent
+    env = dict(os.environ, FASTGAN_BF16=setting,
+               PYTHONPATH=os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, "-m", "fastgan.kernels"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    if setting == "bogus":
+        assert done.returncode != 0 and "FASTGAN_BF16='bogus': expected one of auto" in done.stderr
+    else:
+        assert done.returncode == 0, done.stderr
+        assert "FASTGAN_BF16=emulated: im2col + the emulated bfloat16 GEMM" in done.stdout
 
 
 # --- the convolutions -------------------------------------------------------------------------------------------
@@ -133,28 +262,28 @@ def scaled(bound, factor):
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.name)
-def test_bf16_conv_against_the_reference(impl, case):
-    check_bf16_conv(impl, case)
+def test_bf16_conv_against_the_reference(product_impl, case):
+    check_bf16_conv(product_impl, case)
 
 
 @pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: c.name)
-def test_bf16_conv_against_the_exact_product(impl, case):
+def test_bf16_conv_against_the_exact_product(product_impl, case):
     """Against float64 products of the unrounded operands: within bfloat16's bound (the module docstring)."""
     factor = 2.0 ** -7 + 2.0 ** -16 + gamma(reduction_length(case))
     for fn, args, operands in conv_calls(case):
         exact = getattr(reference, fn)(*[None if a is None else a.astype(np.float64) if isinstance(a, np.ndarray)
                                          else a for a in args])
-        got = run_impl(impl, fn + "_bf16", *copy.deepcopy(args))
-        check_within(got, exact, scaled(magnitudes(fn, args, operands), factor), f"{impl}.{fn}_bf16")
+        got = run_impl(product_impl, fn + "_bf16", *copy.deepcopy(args))
+        check_within(got, exact, scaled(magnitudes(fn, args, operands), factor), f"{product_impl}.{fn}_bf16")
 
 
 @pytest.mark.parametrize("mask", [(False, True, True), (True, False, False), (False, False, False)], ids=str)
 @pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[-1]], ids=lambda c: c.name)
-def test_bf16_conv_output_mask(impl, case, mask):
+def test_bf16_conv_output_mask(product_impl, case, mask):
     x, weight, _, dy = case.inputs(np.float32)
     fn = case.fn + "_backward_bf16"
     full = getattr(reference, fn)(*case.backward_args(dy, x, weight))
-    got = run_impl(impl, fn, *case.backward_args(dy, x, weight), mask)
+    got = run_impl(product_impl, fn, *case.backward_args(dy, x, weight), mask)
     for g, want, keep in zip(got, full, mask):
         assert (g is None) == (not keep)
         if keep:
@@ -169,11 +298,11 @@ def test_forgetting_to_round_is_caught():
         check_bf16_conv("float32", case, kernel=lambda fn, *args: getattr(reference, fn)(*args))
 
 
-def test_bf16_conv_does_not_change_its_inputs(impl):
+def test_bf16_conv_does_not_change_its_inputs(product_impl):
     case = CONV_CASES[4]
     for fn, args, _ in conv_calls(case):
         before = copy.deepcopy(args)
-        run_impl(impl, fn + "_bf16", *args)
+        run_impl(product_impl, fn + "_bf16", *args)
         for a, b in zip(args, before):
             if isinstance(a, np.ndarray):
                 np.testing.assert_array_equal(a, b)
@@ -183,14 +312,14 @@ def test_bf16_conv_does_not_change_its_inputs(impl):
 
 @pytest.mark.parametrize("shapes", [((5, 7), (7, 3)), ((2, 4, 33), (33, 6)), ((1, 1), (1, 1)), ((0, 4), (4, 2))],
                          ids=str)
-def test_matmul_bf16(impl, shapes):
+def test_matmul_bf16(product_impl, shapes):
     rng = np.random.default_rng(1)
     a, b = (rng.standard_normal(s).astype(np.float32) for s in shapes)
     want = reference.matmul_bf16(a, b)
-    got = run_impl(impl, "matmul_bf16", a, b)
+    got = run_impl(product_impl, "matmul_bf16", a, b)
     bound = gamma(shapes[0][-1]) * (np.abs(reference.round_to_bfloat16(a)).astype(np.float64) @
                                     np.abs(reference.round_to_bfloat16(b)))
-    check_within(got, want.astype(np.float64), bound, f"{impl}.matmul_bf16")
+    check_within(got, want.astype(np.float64), bound, f"{product_impl}.matmul_bf16")
 
 
 def is_bfloat16(a):

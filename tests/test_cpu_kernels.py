@@ -138,7 +138,7 @@ def test_conv_choice_errors(monkeypatch):
     monkeypatch.setattr(C, "_DIRECT", False)
     with pytest.raises(RuntimeError, match=r"^use_conv=direct: this CPU has no AVX-512"), C.use_conv("direct"):
         pass
-    assert C.conv_choice() == C._conv_choices[0]  # a refused choice leaves the one before in force
+    assert C.conv_choice() == C._conv._stack[0]  # a refused choice leaves the one before in force
 
 
 @pytest.mark.parametrize("setting", ["im2col", "direct", "bogus"])

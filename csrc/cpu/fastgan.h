@@ -310,6 +310,7 @@ void register_direct_conv(py::module_& m);
 void register_direct_weight_grad(py::module_& m);
 void register_blas_threads(py::module_& m);
 void register_bfloat16(py::module_& m);
+void register_gemm_bf16(py::module_& m);
 
 // Whether this CPU runs the direct float32 convolutions (AVX-512; direct_conv.cpp).
 bool direct_conv_supported();

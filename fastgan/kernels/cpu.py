@@ -15,11 +15,11 @@ What runs natively, and what stays in NumPy:
         and a backward reuses the columns its forward computed when nothing has overwritten them (_columns).
     batch_norm_act_forward / _backward, leaky_relu_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
         native, one fused pass each (see the .cpp files for the math and the pass structure).
-    the bfloat16 products (the *_bf16 kernels, reference.py): this CPU path has no bfloat16 arithmetic (no AMX, no
-        AVX-512-BF16 kernels yet), so they are the float32 kernels above on operands rounded to bfloat16 in one
-        native pass each. Batch norm + activation and LeakyReLU round their output, and their input gradient, in
-        the pass that writes it, and an operand this module rounded already is not rounded again
-        (_bfloat16_arrays).
+    the bfloat16 products (the *_bf16 kernels, reference.py): by default the float32 kernels above on operands
+        rounded to bfloat16 in one native pass each; FASTGAN_BF16=amx|avx512-bf16|emulated (or `with use_bf16(...)`)
+        runs the convolutions' GEMMs, and matmul_bf16, on a bfloat16 GEMM instead (csrc/cpu/gemm_bf16.cpp).
+        Batch norm + activation and LeakyReLU round their output, and their input gradient, in the pass that
+        writes it, and an operand this module rounded already is not rounded again (_bfloat16_arrays).
 Shapes are spelled out in full (never reshape(n, -1), which an empty batch, n = 0, cannot resolve). The native
 kernels take float32/float64 C-contiguous arrays; read-only inputs of any other layout are made
 contiguous here, and anything else unusual (other dtypes, mixed dtypes, non-contiguous state updated in place)
@@ -68,31 +68,66 @@ def _load_extension():
 _C = _load_extension()
 _DIRECT = _C.direct_conv_supported()
 
-# How the float32 convolutions run (see _direct): "auto" (the default), "im2col" or "direct".
-CONV_CHOICES = ("auto", "im2col", "direct")
+class _Setting:
+    """A choice read once from an environment variable at import (checked there: a bad value fails at once), and
+    overridden inside `with` blocks (a stack: the innermost block wins)."""
+
+    def __init__(self, variable, choices, check):
+        self.choices, self._check = choices, check
+        self._stack = [self.checked(os.environ.get(variable, "").strip() or "auto", variable)]
+
+    def checked(self, choice, source):
+        """`choice` when it is one of the choices and this CPU can run it; a one-line error naming `source`."""
+        if choice not in self.choices:
+            raise ValueError(f"{source}={choice!r}: expected one of {', '.join(self.choices)} (unset means auto)")
+        self._check(choice, source)
+        return choice
+
+    def now(self):
+        return self._stack[-1]
+
+    @contextlib.contextmanager
+    def use(self, choice, source):
+        self._stack.append(self.checked(choice, source))
+        try:
+            yield
+        finally:
+            self._stack.pop()
 
 
-def _checked_conv_choice(choice, source):
-    """`choice` when it is one of CONV_CHOICES that this CPU can run; a one-line error naming `source` otherwise.
-
-    "direct" on a CPU without AVX-512 is an error, not a quiet fallback: whoever asks for it is measuring it."""
-    if choice not in CONV_CHOICES:
-        raise ValueError(f"{source}={choice!r}: expected one of {', '.join(CONV_CHOICES)} (unset means auto)")
+def _direct_needs_avx512(choice, source):
+    # "direct" on a CPU without AVX-512 is an error, not a quiet fallback: whoever asks for it is measuring it
     if choice == "direct" and not _DIRECT:
         raise RuntimeError(f"{source}=direct: this CPU has no AVX-512, which the direct convolutions "
                            "(csrc/cpu/direct_conv.cpp) need; use im2col or auto")
-    return choice
 
 
-# checked before anything else happens at import; use_conv() pushes onto this stack
-_conv_choices = [_checked_conv_choice(os.environ.get("FASTGAN_CONV", "").strip() or "auto", "FASTGAN_CONV")]
+# How the float32 convolutions run (see _direct): "auto" (the default), "im2col" or "direct".
+CONV_CHOICES = ("auto", "im2col", "direct")
+_conv = _Setting("FASTGAN_CONV", CONV_CHOICES, _direct_needs_avx512)
+
+# How the bfloat16 products run (see _bf16_gemm_path): "auto" (the default), "float32", or a bfloat16 GEMM of
+# csrc/cpu/gemm_bf16.cpp: "amx", "avx512-bf16" (each where the CPU has it) or "emulated" (any CPU; slow).
+BF16_CHOICES = ("auto", "float32", "amx", "avx512-bf16", "emulated")
+_BF16_PATHS = _C.bf16_paths()  # the GEMM paths this CPU runs: "emulated", and "avx512-bf16", "amx" where it has them
+
+
+def _bf16_hardware(choice, source):
+    if choice in ("amx", "avx512-bf16") and choice not in _BF16_PATHS:
+        raise RuntimeError(f"{source}={choice}: this CPU has no {'AMX' if choice == 'amx' else 'AVX-512-BF16'}; "
+                           f"use auto, float32 or emulated")
+
+
+_bf16 = _Setting("FASTGAN_BF16", BF16_CHOICES, _bf16_hardware)
+
 
 # the libraries whose threaded work runs on the kernels' threads (blas_threads.py)
 OPENBLAS_ON_KERNEL_THREADS = ([] if os.environ.get("FASTGAN_OPENBLAS_OWN_THREADS") else
                               blas_threads.run_jobs_with(_C.blas_threads_callback()))
 
 __all__ = list(reference.__all__) + ["set_num_threads", "get_num_threads", "release_workspace", "forget_columns",
-                                     "conv_choice", "use_conv", "CONV_CHOICES", "bfloat16_path"]
+                                     "conv_choice", "use_conv", "CONV_CHOICES", "bfloat16_path", "bf16_choice",
+                                     "use_bf16", "BF16_CHOICES", "gemm_bf16"]
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -147,17 +182,19 @@ def _per_image(rows):
 
 def conv_choice():
     """How the float32 convolutions run now: "auto", "im2col" or "direct" (FASTGAN_CONV, or use_conv's block)."""
-    return _conv_choices[-1]
+    return _conv.now()
 
 
-@contextlib.contextmanager
 def use_conv(choice):
     """Run the convolutions in this block as `choice` ("auto", "im2col" or "direct"), whatever FASTGAN_CONV says."""
-    _conv_choices.append(_checked_conv_choice(choice, "use_conv"))
-    try:
-        yield
-    finally:
-        _conv_choices.pop()
+    return _conv.use(choice, "use_conv")
+
+
+def _matmul(a, b, out=None):
+    """The GEMMs of the convolutions: NumPy's BLAS, or the bfloat16 GEMM while a *_bf16 convolution runs on a
+    bfloat16 path (gemm_bf16; the convolutions are then the same code with other GEMMs)."""
+    path = getattr(_local, "gemm_bf16", None)
+    return np.matmul(a, b, out=out) if path is None else gemm_bf16(a, b, path, out)
 
 
 def _direct(dtype, vector_channels, reduction):
@@ -170,8 +207,8 @@ def _direct(dtype, vector_channels, reduction):
                 closer to the core's peak than BLAS does on their shapes.
         im2col  never;
         direct  always (the whole-image and 1x1-input shapes, plain GEMMs, stay GEMMs under every choice)."""
-    choice = _conv_choices[-1]
-    if not _DIRECT or dtype != np.float32 or choice == "im2col":
+    choice = _conv.now()
+    if not _DIRECT or dtype != np.float32 or choice == "im2col" or getattr(_local, "gemm_bf16", None):
         return False
     return choice == "direct" or (vector_channels >= 16 and reduction > 32)
 
@@ -199,7 +236,7 @@ def _columns(x, kernel, stride, padding, per_image):
 def _times_transposed(a, b):
     """a·bᵀ for C-contiguous a (m, k) and b (n, k), a weight gradient. OpenBLAS is faster on these shapes (by up to
     25 % for D's middle conv) when the larger of m and n is the GEMM's row count: then it computes (b·aᵀ)ᵀ."""
-    return a @ b.T if a.shape[0] >= b.shape[0] else np.ascontiguousarray((b @ a.T).T)
+    return _matmul(a, b.T) if a.shape[0] >= b.shape[0] else np.ascontiguousarray(_matmul(b, a.T).T)
 
 
 def forget_columns():
@@ -210,7 +247,7 @@ def forget_columns():
 
 def _sum_over_images(a, b):
     """Σ_n a[n]·b[n]ᵀ for stacks a (N, m, P) and b (N, k, P): a weight gradient from per-image matrices."""
-    return np.matmul(a, b.transpose(0, 2, 1)).sum(axis=0)
+    return _matmul(a, b.transpose(0, 2, 1)).sum(axis=0)
 
 
 def release_workspace():
@@ -251,7 +288,7 @@ def conv2d_forward(x, weight, bias, stride, padding):
     o, kernel = weight.shape[0], weight.shape[2:]
     w2 = weight.reshape(o, -1)
     if _whole_image(x.shape, kernel, padding):
-        y = x.reshape(n, w2.shape[1]) @ w2.T                                      # (N, C*H*W) @ (C*H*W, O)
+        y = _matmul(x.reshape(n, w2.shape[1]), w2.T)                              # (N, C*H*W) @ (C*H*W, O)
         if bias is not None:
             y += bias
         return y.reshape(n, o, 1, 1)
@@ -261,11 +298,11 @@ def conv2d_forward(x, weight, bias, stride, padding):
     per_image = _per_image(w2.shape[1])
     cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), per_image)
     if per_image:
-        y = np.matmul(w2, cols).reshape(n, o, ho, wo)                   # (O, C*kh*kw) @ (N, C*kh*kw, Ho*Wo)
+        y = _matmul(w2, cols).reshape(n, o, ho, wo)                     # (O, C*kh*kw) @ (N, C*kh*kw, Ho*Wo)
         if bias is not None:
             y += bias.reshape(1, o, 1, 1)
         return y
-    rows = np.matmul(w2, cols, out=_scratch("rows", (o, n * ho * wo), x.dtype))
+    rows = _matmul(w2, cols, out=_scratch("rows", (o, n * ho * wo), x.dtype))
     return _C.from_channel_rows(rows, n, ho, wo, bias)
 
 
@@ -284,9 +321,9 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
     if _whole_image(x.shape, kernel, padding):
         dy2 = dy.reshape(n, o)
         if want_dx:
-            dx = (dy2 @ w2).reshape(x.shape)
+            dx = _matmul(dy2, w2).reshape(x.shape)
         if want_dw:
-            dweight = (dy2.T @ x.reshape(n, w2.shape[1])).reshape(weight.shape)
+            dweight = _matmul(dy2.T, x.reshape(n, w2.shape[1])).reshape(weight.shape)
     elif want_dx or want_dw:
         if want_dx and _direct(x.dtype, x.shape[1], o * kernel[0] * kernel[1]):
             # dx is the transposed convolution of dy with the same weight, onto x's grid
@@ -306,7 +343,7 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
                            _times_transposed(dy_mat, cols)).reshape(weight.shape)
             if want_dx:
                 dcols_shape = dy_mat.shape[:-2] + (w2.shape[1], dy_mat.shape[-1])
-                dcols = np.matmul(w2.T, dy_mat, out=_scratch("cols", dcols_shape, dy.dtype))
+                dcols = _matmul(w2.T, dy_mat, out=_scratch("cols", dcols_shape, dy.dtype))
                 dx = _C.col2im(dcols, x.shape, kernel, tuple(stride), tuple(padding), per_image=per_image)
     if want_db:
         dbias = _C.channel_sums(dy)
@@ -329,7 +366,7 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
     cout, kernel = weight.shape[1], weight.shape[2:]
     w2 = weight.reshape(cin, -1)
     if _single_pixel(x, padding, output_padding):
-        y = (x.reshape(n, cin) @ w2).reshape(n, cout, *kernel)          # (N, Cin) @ (Cin, Cout*kh*kw)
+        y = _matmul(x.reshape(n, cin), w2).reshape(n, cout, *kernel)    # (N, Cin) @ (Cin, Cout*kh*kw)
         if bias is not None:
             y += bias.reshape(1, cout, 1, 1)
         return y
@@ -340,7 +377,7 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
     # X as a matrix per image (N, Cin, H*W), or as channel rows (Cin, N*H*W)
     x_mat = (x.reshape(n, cin, x.shape[2] * x.shape[3]) if per_image else
              _C.to_channel_rows(x, _scratch("rows", (cin, x.size // cin), x.dtype)))
-    cols = np.matmul(w2.T, x_mat, out=_scratch("cols", x_mat.shape[:-2] + (w2.shape[1], x_mat.shape[-1]), x.dtype))
+    cols = _matmul(w2.T, x_mat, out=_scratch("cols", x_mat.shape[:-2] + (w2.shape[1], x_mat.shape[-1]), x.dtype))
     return _C.col2im(cols, y_shape, kernel, tuple(stride), tuple(padding), bias, per_image=per_image)
 
 
@@ -359,9 +396,9 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
     if _single_pixel(x, padding, output_padding):
         dy2 = dy.reshape(n, w2.shape[1])
         if want_dx:
-            dx = (dy2 @ w2.T).reshape(x.shape)
+            dx = _matmul(dy2, w2.T).reshape(x.shape)
         if want_dw:
-            dweight = (x.reshape(n, cin).T @ dy2).reshape(weight.shape)
+            dweight = _matmul(x.reshape(n, cin).T, dy2).reshape(weight.shape)
     elif want_dx or want_dw:
         if want_dx and _direct(x.dtype, cin, w2.shape[1]):
             # dx is the convolution of dy with the same weight (it lands on x's grid: output_padding < stride)
@@ -375,12 +412,12 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
         cols = _columns(dy, tuple(kernel), tuple(stride), tuple(padding), per_image) if want_dx or want_dw else None
         if per_image:
             if want_dx:
-                dx = np.matmul(w2, cols).reshape(x.shape)                 # (Cin, rows) @ (N, rows, H*W)
+                dx = _matmul(w2, cols).reshape(x.shape)                   # (Cin, rows) @ (N, rows, H*W)
             if want_dw:
                 dweight = _sum_over_images(x.reshape(n, cin, x.shape[2] * x.shape[3]), cols).reshape(weight.shape)
         else:
             if want_dx:
-                rows = np.matmul(w2, cols, out=_scratch("rows", (cin, cols.shape[1]), x.dtype))
+                rows = _matmul(w2, cols, out=_scratch("rows", (cin, cols.shape[1]), x.dtype))
                 dx = _C.from_channel_rows(rows, n, *x.shape[2:])
             if want_dw:
                 x_rows = _C.to_channel_rows(x, _scratch("rows", (cin, cols.shape[1]), x.dtype))
@@ -461,7 +498,7 @@ def leaky_relu_backward(dy, x, negative_slope):
     return _C.leaky_relu_backward(_c(dy), _c(x), float(negative_slope))
 
 
-# --- bfloat16: the float32 kernels on operands rounded to bfloat16 ---------------------------------------------------
+# --- bfloat16: products on bfloat16 operands with float32 sums ----------------------------------------------------
 
 # The arrays this module returned rounded to bfloat16 (by the rounding kernel, or by a batch norm or LeakyReLU that
 # rounded as it wrote), still alive: a convolution that gets one as an operand skips rounding it again. The engine
@@ -476,21 +513,49 @@ def _rounded(a):
     return a
 
 
-def _cpu_flags():
-    """The feature flags Linux lists for this CPU (empty elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return []
+def bf16_choice():
+    """How the bfloat16 products run now (FASTGAN_BF16, or use_bf16's block): one of BF16_CHOICES."""
+    return _bf16.now()
+
+
+def use_bf16(choice):
+    """Run the bfloat16 products in this block as `choice` (one of BF16_CHOICES), whatever FASTGAN_BF16 says."""
+    return _bf16.use(choice, "use_bf16")
+
+
+def _bf16_gemm_path():
+    """The bfloat16 GEMM the *_bf16 products run on now, or None for the float32 path: the float32 kernels on
+    operands rounded to bfloat16, which every CPU runs at its float32 speed. "auto" is that path for now, also on a
+    CPU with AMX or AVX-512-BF16: those two GEMMs have been tested only through the emulator, which shares all
+    their code but the instruction that multiplies (csrc/cpu/gemm_bf16.cpp); FASTGAN_BF16=amx or avx512-bf16 runs
+    them, and `python -m fastgan.kernels.bf16_check` compares them with the emulator on such a CPU."""
+    choice = _bf16.now()
+    return None if choice in ("auto", "float32") else choice
 
 
 def bfloat16_path():
     """How the *_bf16 kernels run on this CPU, in words (python -m fastgan.kernels prints it)."""
-    hardware = [name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512-BF16")) if flag in _cpu_flags()]
-    has = (f"this CPU has {' and '.join(hardware)}, which fastgan's kernels do not use yet" if hardware else
-           "this CPU has neither AMX nor AVX-512-BF16")
-    return f"float32 kernels on operands rounded to bfloat16 ({has})"
+    hardware = [name for path, name in (("amx", "AMX"), ("avx512-bf16", "AVX-512-BF16")) if path in _BF16_PATHS]
+    has = (f"this CPU has {' and '.join(hardware)}: FASTGAN_BF16={'amx' if 'AMX' in hardware else 'avx512-bf16'} "
+           "runs it (not yet the default)" if hardware else "this CPU has neither AMX nor AVX-512-BF16")
+    path = _bf16_gemm_path()
+    how = ("float32 kernels on operands rounded to bfloat16" if path is None else
+           f"im2col + the {path} bfloat16 GEMM (csrc/cpu/gemm_bf16.cpp)")
+    return f"FASTGAN_BF16={_bf16.now()}: {how} ({has})"
+
+
+def gemm_bf16(a, b, path, out=None):
+    """a @ b (matmul's rules for stacks of matrices) on operands rounded to bfloat16, summed in float32, on one of
+    the GEMM paths of csrc/cpu/gemm_bf16.cpp ("amx", "avx512-bf16", "emulated"); a and b float32, any strides."""
+    if a.ndim == 2 and b.ndim == 2:
+        return _C.gemm_bf16(a, b, path, out)
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    if out is None:
+        out = np.empty(batch + (a.shape[-2], b.shape[-1]), np.float32)
+    a, b = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+    for i in np.ndindex(*batch):
+        _C.gemm_bf16(a[i], b[i], path, out[i])
+    return out
 
 
 def round_to_bfloat16(x):
@@ -503,15 +568,37 @@ def round_to_bfloat16(x):
     return _rounded(_C.round_to_bfloat16(_c(x)))
 
 
-conv2d_forward_bf16 = reference._bf16(conv2d_forward, 2, round_to_bfloat16)
-conv2d_backward_bf16 = reference._bf16(conv2d_backward, 3, round_to_bfloat16)
-conv_transpose2d_forward_bf16 = reference._bf16(conv_transpose2d_forward, 2, round_to_bfloat16)
-conv_transpose2d_backward_bf16 = reference._bf16(conv_transpose2d_backward, 3, round_to_bfloat16)
+def _bf16_op(fp32_op, operands):
+    """fp32_op on its first `operands` arguments rounded to bfloat16 (reference._bf16), with its GEMMs on the
+    bfloat16 GEMM of bf16_choice() when that is not the float32 path. (On that path the GEMM's packing rounds the
+    operands again, for nothing: they are bfloat16 values already.)"""
+    rounded = reference._bf16(fp32_op, operands, round_to_bfloat16)
+
+    def op(*args, **kwargs):
+        path = _bf16_gemm_path()
+        if path is None:
+            return rounded(*args, **kwargs)
+        _local.gemm_bf16 = path
+        try:
+            return rounded(*args, **kwargs)
+        finally:
+            _local.gemm_bf16 = None
+    op.__name__, op.__doc__ = rounded.__name__, rounded.__doc__
+    return op
+
+
+conv2d_forward_bf16 = _bf16_op(conv2d_forward, 2)
+conv2d_backward_bf16 = _bf16_op(conv2d_backward, 3)
+conv_transpose2d_forward_bf16 = _bf16_op(conv_transpose2d_forward, 2)
+conv_transpose2d_backward_bf16 = _bf16_op(conv_transpose2d_backward, 3)
 
 
 def matmul_bf16(a, b):
-    """a @ b on operands rounded to bfloat16, summed in float32 (BLAS)."""
-    return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
+    """a @ b on operands rounded to bfloat16, summed in float32: BLAS on the float32 path, else gemm_bf16."""
+    path = _bf16_gemm_path()
+    if path is None or a.ndim < 2 or b.ndim < 2 or not _native(np.float32, a, b):
+        return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
+    return gemm_bf16(a, b, path)
 
 
 def batch_norm_act_forward_bf16(x, weight, bias, running_mean, running_var, training, momentum, eps,
