@@ -3,11 +3,18 @@
     python benchmarks/kernels.py                          # all kernels, batch 64 and 128, 2 threads
     python benchmarks/kernels.py --model dcgan64          # at the shapes of the DCGAN tutorial's 64×64 RGB model
     python benchmarks/kernels.py --kernel batch_norm_act_forward --batch-size 128 --repeats 50
+    python benchmarks/kernels.py --precision bf16         # the convolutions' *_bf16 kernels beside torch's bf16
+    FASTGAN_BF16=amx python benchmarks/kernels.py --precision bf16     # ... on the AMX GEMM (csrc/cpu/gemm_bf16.cpp)
 
 For every case, each available implementation (reference, cpu, ...) is first checked against the reference on the
 same inputs; then all of them and torch are timed, in blocks of calls that take turns (so that a busy machine
-slows them alike), after a warm-up. Prints the median time, the throughput (GFLOP/s for convolutions, GB/s of compulsory traffic for
-the memory-bound kernels) and the speed relative to torch (>1: faster than torch).
+slows them alike), after a warm-up. Prints the median time, the throughput (GFLOP/s for convolutions, GB/s of
+compulsory traffic for the memory-bound kernels) and the speed relative to torch (>1: faster than torch).
+
+--precision bf16 times the convolutions' bfloat16 kernels (fastgan's *_bf16: bfloat16 operands, float32 sums and
+float32 results, on the path FASTGAN_BF16 chooses) beside torch's convolutions on bfloat16 tensors (bfloat16
+operands, float32 sums inside oneDNN, bfloat16 results: what torch.autocast runs). The header gives the
+arithmetic peak of fastgan's bfloat16 GEMM path, measured by a microkernel (tile products on tiles held in place).
 """
 import argparse
 import os
@@ -24,7 +31,16 @@ def parse():
     p.add_argument("--repeats", type=int, default=21, help="timed calls per implementation and case")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--model", default="dcgan", choices=["dcgan", "dcgan64"], help="whose layer shapes to run")
-    return p.parse_args()
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: the convolutions' bfloat16 kernels against torch's bfloat16 convolutions")
+    args = p.parse_args()
+    if args.precision == "bf16":
+        if args.dtype != "float32":
+            p.error("--precision bf16 takes float32 inputs (--dtype float32)")
+        wrong = [k for k in args.kernel or [] if not k.startswith("conv")]
+        if wrong:
+            p.error(f"--precision bf16 times the convolutions only, not {', '.join(wrong)}")
+    return args
 
 
 ARGS = parse()
@@ -46,6 +62,7 @@ from validation import mismatch  # noqa: E402
 TF = torch.nn.functional
 DTYPE = np.dtype(ARGS.dtype)
 TORCH_DTYPE = torch.float32 if DTYPE == np.float32 else torch.float64
+BF16 = ARGS.precision == "bf16"
 
 
 # --- cases: (label, args for fastgan's kernel, torch callable, work) ------------------------------------------------
@@ -56,7 +73,8 @@ def _rand(rng, shape, scale=1.0):
 
 
 def _t(a):
-    return None if a is None else torch.from_numpy(a)
+    """The torch twin of a NumPy input: the same values, in bfloat16 under --precision bf16."""
+    return None if a is None else torch.from_numpy(a).to(torch.bfloat16) if BF16 else torch.from_numpy(a)
 
 
 # (kind, C_in, C_out, k, stride, padding, input H=W): G's three transposed convs, then D's three convs
@@ -244,7 +262,9 @@ def validate(op, impl_fns, args):
     reference = impl_fns["reference"]
     ref_args = _copy_args(args)
     expected = _flatten(_call(reference, ref_args), ref_args)
-    tol = dict(rtol=1e-4, atol=1e-5) if DTYPE == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    # bf16: the same products, summed in another order (a GEMM path of its own): float32 errors of long sums
+    tol = (dict(rtol=1e-3, atol=1e-3) if BF16 else dict(rtol=1e-4, atol=1e-5) if DTYPE == np.float32 else
+           dict(rtol=1e-10, atol=1e-12))
     for name, fn in impl_fns.items():
         if name == "reference":
             continue
@@ -273,23 +293,37 @@ def time_blocks(fns, repeats, blocks=3, warmup=2):
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def print_bf16_path():
+    """How fastgan's bf16 products run here, and the arithmetic peak of its bfloat16 GEMM path."""
+    from fastgan.kernels import cpu
+    print(f"# fastgan cpu: {cpu.bfloat16_path()}")
+    path = cpu._bf16_gemm_path()
+    if path:
+        repeats = 20 if path == "emulated" else 200000
+        peak = cpu._C.gemm_bf16_peak(path, repeats)
+        print(f"# peak of the {path} GEMM path (tile products on tiles in place, {ARGS.threads} threads): "
+              f"{peak / 1e12:.3f} TFLOP/s")
+
+
 def main():
     torch.set_num_threads(ARGS.threads)
     torch.set_default_dtype(TORCH_DTYPE)
     impls = dispatch.available("cpu")
-    kernels = ARGS.kernel or list(KERNELS)
+    kernels = ARGS.kernel or [k for k in KERNELS if k.startswith("conv") or not BF16]
     for k in kernels:
         if k not in KERNELS:
             sys.exit(f"unknown kernel {k!r}: expected one of {', '.join(KERNELS)}")
-    print(f"# {ARGS.model} shapes, {ARGS.dtype}, {ARGS.threads} threads, median of {ARGS.repeats} calls; "
-          f"implementations: {', '.join(impls)}; torch {torch.__version__}")
+    print(f"# {ARGS.model} shapes, {'bf16 products' if BF16 else ARGS.dtype}, {ARGS.threads} threads, median of "
+          f"{ARGS.repeats} calls; implementations: {', '.join(impls)}; torch {torch.__version__}")
+    if BF16:
+        print_bf16_path()
     cols = "".join(f"{name:>12s} {'':>9s}" for name in impls)
     for op in kernels:
         print(f"\n{op}")
         print(f"  {'case':52s}{cols}{'torch':>12s} {'':>9s}  " + "  ".join(f"{n}/torch" for n in impls))
         for n in ARGS.batch_size:
             for label, args, torch_fn, (unit, amount) in KERNELS[op](n):
-                fns = {name: dispatch.kernel(op, "cpu", impl=name) for name in impls}
+                fns = {name: dispatch.kernel(op + "_bf16" if BF16 else op, "cpu", impl=name) for name in impls}
                 validate(op, fns, args)
                 timed = {name: _timed(op, name, fn, args) for name, fn in fns.items()}
                 timed["torch"] = torch_fn

@@ -25,8 +25,8 @@ weight gradients in G's step, or both compute them). The MLP GAN's simultaneous 
 --precision bf16 runs every step of fastgan under fastgan.autocast("bfloat16") and every step of torch under
 torch.autocast("cpu", dtype=torch.bfloat16): in both, the convolutions take bfloat16 operands and sum in float32,
 and batch norm's statistics, the loss and Adam stay float32 (docs/precision.md). What each engine then computes
-depends on the CPU: fastgan's bf16 products are its float32 kernels on operands rounded to bfloat16 (it has no
-AMX / AVX-512-BF16 kernels yet); torch's are oneDNN's bf16 convolutions, which on a CPU without bf16 arithmetic
+depends on the CPU: fastgan's bf16 products are its float32 kernels on operands rounded to bfloat16 (by default;
+FASTGAN_BF16=amx puts them on its AMX GEMM, docs/precision.md); torch's are oneDNN's bf16 convolutions, which on a CPU without bf16 arithmetic
 convert to float32 inside the kernel too. The first steps are validated at bfloat16's level (losses within 2 %).
 """
 import argparse

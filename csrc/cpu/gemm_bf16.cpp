@@ -30,6 +30,7 @@
 //               instruction that does the arithmetic.
 #include "fastgan.h"
 
+#include <chrono>
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,6 +63,11 @@ inline float from_bf16(bf16 b) {
     float x;
     std::memcpy(&x, &u, sizeof x);
     return x;
+}
+
+// the first 64-byte boundary at or after p (tile loads of 64-byte rows want it; the buffers have room for it)
+bf16* aligned64(bf16* p) {
+    return reinterpret_cast<bf16*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
 }
 
 // --- packing ------------------------------------------------------------------------------------------------------
@@ -263,6 +269,32 @@ void gemm_packed(const bf16* a, const bf16* b, index_t M, index_t N, index_t KB,
     }
 }
 
+// The arithmetic peak of a path: the four dots of a 2 × 2 block again and again on tiles loaded once (no memory
+// traffic), on every thread at once. Returns FLOP/s: each dot is 16·16·32 multiply-adds.
+template <class T>
+double peak_flops(index_t repeats) {
+    std::vector<bf16> ones(4 * kTileElems + 32, 0x3F80);   // bfloat16 1.0: sums stay exact, no subnormals
+    const bf16* tiles64 = aligned64(ones.data());
+    int threads = 1;
+    const auto start = std::chrono::steady_clock::now();
+#pragma omp parallel
+    {
+#pragma omp single
+        threads = max_threads();
+        T::begin();
+        T::template zero<0, 0>(), T::template zero<0, 1>(), T::template zero<1, 0>(), T::template zero<1, 1>();
+        T::template load_a<0>(tiles64), T::template load_a<1>(tiles64 + kTileElems);
+        T::template load_b<0>(tiles64 + 2 * kTileElems), T::template load_b<1>(tiles64 + 3 * kTileElems);
+        for (index_t r = 0; r < repeats; ++r)
+            T::template dot<0, 0>(), T::template dot<0, 1>(), T::template dot<1, 0>(), T::template dot<1, 1>();
+        alignas(64) float out[32 * 32];
+        T::template store<0, 0>(out, 32 * sizeof(float));   // keeps the loop from being optimised away
+        T::end();
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return double(threads) * repeats * 4 * (16.0 * 16 * 32 * 2) / seconds;
+}
+
 // --- which hardware ---------------------------------------------------------------------------------------------
 
 bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit) {
@@ -282,11 +314,6 @@ void request_amx() {
                                  "use another path");
 }
 
-// the first 64-byte boundary at or after p (tile loads of 64-byte rows want it; the buffers have room for it)
-bf16* aligned64(bf16* p) {
-    return reinterpret_cast<bf16*>((reinterpret_cast<std::uintptr_t>(p) + 63) & ~std::uintptr_t(63));
-}
-
 Strided strided(const py::array& x, const char* name) {
     if (!py::isinstance<py::array_t<float>>(x))
         throw py::type_error(std::string("gemm_bf16: ") + name + " must be float32, got " +
@@ -299,6 +326,19 @@ Strided strided(const py::array& x, const char* name) {
             throw py::value_error(std::string("gemm_bf16: ") + name + "'s strides are not whole float32s");
     return {static_cast<const float*>(x.data()), x.shape(0), x.shape(1), x.strides(0) / index_t(sizeof(float)),
             x.strides(1) / index_t(sizeof(float))};
+}
+
+// f(T{}) for the tile operations T of `path` ("emulated", "avx512-bf16" or "amx"), after checking that this CPU
+// runs it (and asking Linux for the AMX state).
+template <typename F>
+auto on_path(const std::string& path, const char* op, F&& f) {
+    if (path == "emulated") return f(Emulated{});
+#ifdef FASTGAN_BF16_HW
+    if (path == "avx512-bf16" && has_avx512_bf16()) return f(Avx512Bf16{});
+    if (path == "amx" && has_amx()) return request_amx(), f(Amx{});
+#endif
+    if (path == "amx" || path == "avx512-bf16") throw std::runtime_error(std::string(op) + ": this CPU has no " + path);
+    throw py::value_error(std::string(op) + ": unknown path '" + path + "' (emulated, avx512-bf16 or amx)");
 }
 
 }  // namespace
@@ -318,16 +358,7 @@ void register_gemm_bf16(py::module_& m) {
             throw py::value_error("gemm_bf16: a is (" + std::to_string(A.rows) + ", " + std::to_string(A.cols) +
                                   ") and b is (" + std::to_string(B.rows) + ", " + std::to_string(B.cols) +
                                   "): their inner sizes differ");
-        void (*run)(const bf16*, const bf16*, index_t, index_t, index_t, float*, index_t) = nullptr;
-        if (path == "emulated") run = gemm_packed<Emulated>;
-#ifdef FASTGAN_BF16_HW
-        else if (path == "avx512-bf16" && has_avx512_bf16()) run = gemm_packed<Avx512Bf16>;
-        else if (path == "amx" && has_amx()) request_amx(), run = gemm_packed<Amx>;
-#endif
-        else if (path == "amx" || path == "avx512-bf16")
-            throw std::runtime_error("gemm_bf16: this CPU has no " + path);
-        else
-            throw py::value_error("gemm_bf16: unknown path '" + path + "' (emulated, avx512-bf16 or amx)");
+        const auto run = on_path(path, "gemm_bf16", [](auto tiles) { return gemm_packed<decltype(tiles)>; });
         py::array c = output_or_new<float>(out, {A.rows, B.cols}, "gemm_bf16");
         float* pc = static_cast<float*>(c.mutable_data());
         const index_t KB = (A.cols + kTileK - 1) / kTileK;
@@ -350,6 +381,13 @@ void register_gemm_bf16(py::module_& m) {
     }, py::arg("a"), py::arg("b"), py::arg("path"), py::arg("out") = py::none(),
        "a (M, K) @ b (K, N) on operands rounded to bfloat16, summed in float32, on the given path "
        "('amx', 'avx512-bf16' or 'emulated'); a and b float32 of any strides; out: a C-contiguous (M, N) float32.");
+
+    m.def("gemm_bf16_peak", [](const std::string& path, index_t repeats) {
+        const auto peak = on_path(path, "gemm_bf16_peak", [](auto tiles) { return peak_flops<decltype(tiles)>; });
+        py::gil_scoped_release nogil;
+        return peak(repeats);
+    }, py::arg("path"), py::arg("repeats"),
+       "FLOP/s of `repeats` tile products on tiles held in place, on every thread: the path's arithmetic peak.");
 }
 
 }  // namespace fastgan

@@ -527,8 +527,8 @@ def _bf16_gemm_path():
     """The bfloat16 GEMM the *_bf16 products run on now, or None for the float32 path: the float32 kernels on
     operands rounded to bfloat16, which every CPU runs at its float32 speed. "auto" is that path for now, also on a
     CPU with AMX or AVX-512-BF16: those two GEMMs have been tested only through the emulator, which shares all
-    their code but the instruction that multiplies (csrc/cpu/gemm_bf16.cpp); FASTGAN_BF16=amx or avx512-bf16 runs
-    them, and `python -m fastgan.kernels.bf16_check` compares them with the emulator on such a CPU."""
+    their code but the instruction that multiplies (csrc/cpu/gemm_bf16.cpp). FASTGAN_BF16=amx or avx512-bf16 runs
+    them, and FASTGAN_TEST_BF16_HARDWARE=1 runs their tests (tests/test_bfloat16.py) on such a CPU."""
     choice = _bf16.now()
     return None if choice in ("auto", "float32") else choice
 
