@@ -4,6 +4,7 @@
     python benchmarks/toolbox_table.py --out-root runs/toolbox --reverse    # the same list from its end
     python benchmarks/toolbox_table.py --out-root runs/toolbox --configs cgan,acgan --seeds 0,1,2
     python benchmarks/toolbox_table.py --out-root runs/toolbox --configs dcgan64-mnist64   # the 64×64 run
+    python benchmarks/toolbox_table.py --out-root runs/toolbox --configs default,bf16 --seeds 0,1,2   # bf16 vs fp32
     python benchmarks/toolbox_table.py --out-root runs/toolbox --report-only                # just the table
 
 For each configuration (in the fixed order of CONFIGS) and seed, in OUT_ROOT/<config>-seed<S>/:
@@ -49,7 +50,9 @@ CONFIGS = [
 ]
 # the DCGAN tutorial's 64×64 model on MNIST resized to 64 (one channel): timed against torch, not scored
 DCGAN64 = ("dcgan64-mnist64", ["--model", "dcgan64"])
-ALL = dict(CONFIGS + [DCGAN64])
+# the default recipe in mixed precision (docs/precision.md), scored like the table's rows: beside the default's seeds
+BF16 = ("bf16", ["--precision", "bf16"])
+ALL = dict(CONFIGS + [BF16, DCGAN64])
 TABLE, MONTAGE, RECORD, TORCH_STEP = "table.md", "toolbox_grids.png", "table_run.json", "torch_step.txt"
 
 
@@ -57,7 +60,8 @@ def parse(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out-root", required=True, help="the folder of the runs, their locks and the report")
     p.add_argument("--configs", default=",".join(name for name, _ in CONFIGS),
-                   help=f"comma-separated, run in this order (default: the table: %(default)s; also {DCGAN64[0]})")
+                   help=f"comma-separated, run in this order (default: the table: %(default)s; also {BF16[0]}, "
+                        f"{DCGAN64[0]})")
     p.add_argument("--reverse", action="store_true", help="walk the configurations from the end of the list")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, each a run of every config (default: 0)")
     p.add_argument("--epochs", type=int, default=5, help="epochs of each table run (default: %(default)s)")
@@ -340,8 +344,8 @@ def main(argv=None):
                    args.samples)
     runs = [run(name, seed) for seed in args.seeds for name in args.configs]
     # the report: every table configuration (measured or not) and the 64×64 runs asked for or already there
-    every_run = [run(name, seed) for seed in args.seeds for name in (*[n for n, _ in CONFIGS], DCGAN64[0])]
-    every_run = [r for r in every_run if r.scored or r.name in args.configs or r.started()]
+    every_run = [run(name, seed) for seed in args.seeds for name in (*[n for n, _ in CONFIGS], BF16[0], DCGAN64[0])]
+    every_run = [r for r in every_run if (r.scored and r.name != BF16[0]) or r.name in args.configs or r.started()]
     for run in ([] if args.report_only else runs):
         if run.finished():
             print(f"{run.name}, seed {run.seed}: measured already, skipped", flush=True)

@@ -134,3 +134,14 @@ def test_bad_options_are_refused(tmp_path, flags, message, capsys):
     with pytest.raises(SystemExit):
         toolbox_table.main(["--out-root", str(tmp_path), *flags])
     assert message in capsys.readouterr().err
+
+
+def test_the_bf16_row_trains_in_mixed_precision_only_when_asked(tmp_path, commands):
+    root = str(tmp_path / "table")
+    assert toolbox_table.main(["--out-root", root, "--configs", "bf16", *QUICK]) == 0
+    train_argv = trainings(commands)[0]
+    assert train_argv[train_argv.index("--precision") + 1] == "bf16"
+    assert row(root, "bf16").split("|")[2].strip() == "`--precision bf16`"
+    assert toolbox_table.main(["--out-root", root, "--report-only", "--epochs", "1"]) == 0
+    assert "| bf16 |" in table(root)  # measured, so reported; never trained by the default list
+    assert "bf16" not in toolbox_table.parse(["--out-root", root]).configs
