@@ -142,6 +142,6 @@ def test_the_bf16_row_trains_in_mixed_precision_only_when_asked(tmp_path, comman
     train_argv = trainings(commands)[0]
     assert train_argv[train_argv.index("--precision") + 1] == "bf16"
     assert row(root, "bf16").split("|")[2].strip() == "`--precision bf16`"
-    assert toolbox_table.main(["--out-root", root, "--report-only", "--epochs", "1"]) == 0
+    assert toolbox_table.main(["--out-root", root, "--report-only", *QUICK]) == 0
     assert "| bf16 |" in table(root)  # measured, so reported; never trained by the default list
     assert "bf16" not in toolbox_table.parse(["--out-root", root]).configs
