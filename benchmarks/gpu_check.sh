@@ -11,6 +11,9 @@
 #   step          benchmarks/gpu_step.py     the whole training step against torch      (GPU_STEP_ARGS)
 #   kernels       benchmarks/gpu_kernels.py  kernel by kernel against torch             (GPU_KERNELS_ARGS)
 #   train         benchmarks/gpu_train.py    one epoch of fastgan.train on cuda, synthetic data  (GPU_TRAIN_ARGS)
+#   cpu-bf16      the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16) against the bf16 reference (tests/test_bfloat16.py)
+#   cpu-bf16-kernels, cpu-bf16-step   benchmarks/kernels.py and train_step.py --precision bf16 on that CPU, on the
+#                 GEMM path FASTGAN_BF16=$CPU_BF16_PATH (default amx), beside torch's autocast  (CPU_BF16_ARGS)
 #
 # Each stage writes its own file, $OUT/gpu_<stage>.txt (build/gpu_results/ without OUT): the versions first, then
 # all the stage printed (stdout and stderr), then "RESULT <stage>: PASS" or "RESULT <stage>: FAIL (why)". Nothing
@@ -49,6 +52,16 @@ stage_command() {  # the command line of a stage, one word per line
         kernels)      printf '%s\n' "$PY" benchmarks/gpu_kernels.py ${GPU_KERNELS_ARGS:-} ;;
         # shellcheck disable=SC2086
         train)        printf '%s\n' "$PY" benchmarks/gpu_train.py --results "$RESULTS/gpu_train" ${GPU_TRAIN_ARGS:-} ;;
+        # the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16: csrc/cpu/gemm_bf16.cpp), which CI's CPUs may lack; here
+        # too a skip fails, with its reason ("this CPU has no AMX")
+        cpu-bf16)     printf '%s\n' env FASTGAN_TEST_BF16_HARDWARE=1 "$PY" -m pytest -q -rfE --tb=short \
+                          -p no:cacheprovider -p gpu_pytest_plugin tests/test_bfloat16.py -k "amx or avx512" ;;
+        # shellcheck disable=SC2086
+        cpu-bf16-kernels) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/kernels.py \
+                          --precision bf16 ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --repeats 9} ;;
+        # shellcheck disable=SC2086
+        cpu-bf16-step) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/train_step.py \
+                          --precision bf16 --with-fp32 ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --steps 8} ;;
         *)            return 1 ;;
     esac
 }
@@ -87,7 +100,8 @@ print('fastgan C++ CPU kernels: ' + ('built' if why is None else 'NOT built: ' +
 
 for name in "$@"; do
     if ! stage_command "$name" > /dev/null; then
-        echo "unknown stage '$name': install, env, tests, tests-cuda, tests-triton, step, kernels or train" >&2
+        echo "unknown stage '$name': install, env, tests, tests-cuda, tests-triton, step, kernels, train," \
+             "cpu-bf16, cpu-bf16-kernels or cpu-bf16-step" >&2
         exit 2
     fi
 done
