@@ -14,6 +14,8 @@
 #   cpu-bf16      the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16) against the bf16 reference (tests/test_bfloat16.py)
 #   cpu-bf16-kernels, cpu-bf16-step   benchmarks/kernels.py and train_step.py --precision bf16 on that CPU, on the
 #                 GEMM path FASTGAN_BF16=$CPU_BF16_PATH (default amx), beside torch's autocast  (CPU_BF16_ARGS)
+#   cpu-conv      the host CPU's float32 convolutions at the 64×64 model's shapes, direct (AVX-512) beside im2col and
+#                 torch, 2 threads  (CPU_CONV_ARGS)
 #
 # Each stage writes its own file, $OUT/gpu_<stage>.txt (build/gpu_results/ without OUT): the versions first, then
 # all the stage printed (stdout and stderr), then "RESULT <stage>: PASS" or "RESULT <stage>: FAIL (why)". Nothing
@@ -62,6 +64,10 @@ stage_command() {  # the command line of a stage, one word per line
         # shellcheck disable=SC2086
         cpu-bf16-step) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/train_step.py \
                           --precision bf16 --with-fp32 ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --steps 8} ;;
+        # shellcheck disable=SC2086
+        cpu-conv)     printf '%s\n' "$PY" benchmarks/kernels.py --conv-choices direct,im2col --kernel conv2d_forward \
+                          --kernel conv2d_backward --kernel conv_transpose2d_forward --kernel conv_transpose2d_backward \
+                          ${CPU_CONV_ARGS:---model dcgan64 --threads 2 --repeats 9} ;;
         *)            return 1 ;;
     esac
 }
@@ -101,7 +107,7 @@ print('fastgan C++ CPU kernels: ' + ('built' if why is None else 'NOT built: ' +
 for name in "$@"; do
     if ! stage_command "$name" > /dev/null; then
         echo "unknown stage '$name': install, env, tests, tests-cuda, tests-triton, step, kernels, train," \
-             "cpu-bf16, cpu-bf16-kernels or cpu-bf16-step" >&2
+             "cpu-bf16, cpu-bf16-kernels, cpu-bf16-step or cpu-conv" >&2
         exit 2
     fi
 done

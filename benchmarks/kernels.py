@@ -5,6 +5,7 @@
     python benchmarks/kernels.py --kernel batch_norm_act_forward --batch-size 128 --repeats 50
     python benchmarks/kernels.py --precision bf16         # the convolutions' *_bf16 kernels beside torch's bf16
     FASTGAN_BF16=amx python benchmarks/kernels.py --precision bf16     # ... on the AMX GEMM (csrc/cpu/gemm_bf16.cpp)
+    python benchmarks/kernels.py --model dcgan64 --conv-choices direct,im2col   # where the direct kernels win
 
 For every case, each available implementation (reference, cpu, ...) is first checked against the reference on the
 same inputs; then all of them and torch are timed, in blocks of calls that take turns (so that a busy machine
@@ -31,6 +32,8 @@ def parse():
     p.add_argument("--repeats", type=int, default=21, help="timed calls per implementation and case")
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--model", default="dcgan", choices=["dcgan", "dcgan64"], help="whose layer shapes to run")
+    p.add_argument("--conv-choices", help="comma-separated FASTGAN_CONV values (auto, im2col, direct): the cpu "
+                   "convolutions once under each, side by side (direct needs AVX-512)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: the convolutions' bfloat16 kernels against torch's bfloat16 convolutions")
     args = p.parse_args()
@@ -252,7 +255,7 @@ def _flatten(out, args):
 def _timed(op, name, fn, args):
     """One call to time. The cpu convs keep a forward's im2col for its backward; a real step never runs a forward
     twice on one input, so a timed conv call first drops what the call before left."""
-    if name == "cpu" and op.startswith("conv"):
+    if name.startswith("cpu") and op.startswith("conv"):
         from fastgan.kernels import cpu
         return lambda: (cpu.forget_columns(), _call(fn, args))
     return lambda: _call(fn, args)
@@ -293,6 +296,32 @@ def time_blocks(fns, repeats, blocks=3, warmup=2):
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def implementations(op, names):
+    """{column: kernel} of each implementation; with --conv-choices, a convolution's cpu column becomes one column
+    per choice, cpu:<choice>, each run under cpu.use_conv(choice)."""
+    kernel = op + "_bf16" if BF16 else op
+    fns = {}
+    for name in names:
+        fn = dispatch.kernel(kernel, "cpu", impl=name)
+        if name == "cpu" and ARGS.conv_choices and op.startswith("conv"):
+            from fastgan.kernels import cpu
+            for choice in ARGS.conv_choices.split(","):
+                try:
+                    with cpu.use_conv(choice):
+                        pass
+                except (ValueError, RuntimeError) as err:  # a bad choice, or direct without AVX-512
+                    sys.exit(f"--conv-choices {ARGS.conv_choices}: {err}")
+                fns[f"cpu:{choice}"] = (lambda *a, fn=fn, choice=choice: _under_conv(cpu, choice, fn, a))
+        else:
+            fns[name] = fn
+    return fns
+
+
+def _under_conv(cpu, choice, fn, args):
+    with cpu.use_conv(choice):
+        return fn(*args)
+
+
 def print_bf16_path():
     """How fastgan's bf16 products run here, and the arithmetic peak of its bfloat16 GEMM path."""
     from fastgan.kernels import cpu
@@ -317,13 +346,14 @@ def main():
           f"{ARGS.repeats} calls; implementations: {', '.join(impls)}; torch {torch.__version__}")
     if BF16:
         print_bf16_path()
-    cols = "".join(f"{name:>12s} {'':>9s}" for name in impls)
     for op in kernels:
+        fns = implementations(op, dispatch.available("cpu"))
+        impls = list(fns)
+        cols = "".join(f"{name:>12s} {'':>9s}" for name in impls)
         print(f"\n{op}")
         print(f"  {'case':52s}{cols}{'torch':>12s} {'':>9s}  " + "  ".join(f"{n}/torch" for n in impls))
         for n in ARGS.batch_size:
             for label, args, torch_fn, (unit, amount) in KERNELS[op](n):
-                fns = {name: dispatch.kernel(op + "_bf16" if BF16 else op, "cpu", impl=name) for name in impls}
                 validate(op, fns, args)
                 timed = {name: _timed(op, name, fn, args) for name, fn in fns.items()}
                 timed["torch"] = torch_fn
