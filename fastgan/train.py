@@ -609,6 +609,10 @@ def main(argv=None, comm=None):
     """The command; `comm` (fastgan.distributed) makes this process one rank of a data-parallel run."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] and argv[0] in TOY_DATA:
+        if comm is not None and comm.size > 1:  # every rank would train the same runs into the same folders
+            raise SystemExit(f"python -m fastgan.train {argv[0]} trains in one process: run it without mpiexec "
+                             f"(its seeds and variants are separate runs; start several commands with --first-seed "
+                             f"and --seeds to share them out)")
         return train_toy(argv)
     parser = build_parser()
     if any(a.split("=")[0] in ("--unroll", "--unroll-mode") for a in argv):

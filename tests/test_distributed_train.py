@@ -144,6 +144,16 @@ def test_what_several_ranks_can_do_is_not_refused():
     assert two_rank_parallel().refusals(config) == []
 
 
+@pytest.mark.parametrize("data", ["ring", "grid"])
+def test_the_toy_data_refuses_several_ranks(tmp_path, data):
+    comm = Communicator()
+    comm.size = 2
+    with pytest.raises(SystemExit, match=rf"^python -m fastgan.train {data} trains in one process: run it without "
+                                         r"mpiexec"):
+        train.main([data, "--out", str(tmp_path / "runs")], comm=comm)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_each_rank_takes_its_share_of_the_cores(monkeypatch):
     from threadpoolctl import threadpool_info, threadpool_limits
     comm = Communicator()
