@@ -96,8 +96,7 @@ def use(impl):
 
 def describe(device="cpu"):
     """{kernel op: implementation that runs it by default, or None where none does on `device`} — what
-    `python -m fastgan.kernels` prints (the *_bf16 ops are the bfloat16 products of fastgan.autocast, which no GPU
-    implementation offers yet)."""
+    `python -m fastgan.kernels` prints (the *_bf16 ops are the bfloat16 products of fastgan.autocast)."""
     reference = implementation("reference")
     ops = [n for n in reference.__all__ if n.endswith(("_forward", "_backward", "_step", "_bf16"))
            or n == "round_to_bfloat16"]

@@ -196,8 +196,7 @@ def build_parser():
     p.add_argument("--precision", choices=list(PRECISIONS),
                    help="fp32 (default), or bf16: the training steps run under fastgan.autocast('bfloat16') -- "
                         "convolutions and matrix products on bfloat16 operands with float32 sums; batch-norm "
-                        "statistics, the loss, the weights and Adam's state stay float32 (docs/precision.md). "
-                        "CPU only")
+                        "statistics, the loss, the weights and Adam's state stay float32 (docs/precision.md)")
     p.add_argument("--seed", type=int, help=f"random seed: same seed, same run (default: {DEFAULTS['seed']})")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<model>-<date>-<time>); one that "
                                                "already holds a run is refused")
@@ -547,14 +546,18 @@ def choose_device(flag):
 
 
 def device_for_precision(parser, config, device, flag):
-    """The device a run of config's precision trains on: bf16 has no GPU kernels yet, so --device auto falls back
-    to the CPU for it, and --device cuda is refused."""
+    """The device a run of config's precision trains on: a bf16 run needs every bfloat16 kernel on its device;
+    where the GPU's implementations lack one, --device auto falls back to the CPU, and --device cuda is refused."""
     if config["precision"] != "bf16" or device == "cpu":
+        return device
+    missing = [op for op, impl in dispatch.describe(device).items()
+               if impl is None and (op.endswith("_bf16") or op == "round_to_bfloat16")]
+    if not missing:
         return device
     if flag == "auto":
         return "cpu"
-    parser.error("--precision bf16 --device cuda: the GPU kernels have no bfloat16 versions yet (the bf16 "
-                 "products run on the CPU only); use --device cpu, or --precision fp32 on the GPU")
+    parser.error(f"--precision bf16 --device cuda: no GPU implementation here provides {', '.join(missing)}; use "
+                 "--device cpu, or --precision fp32 on the GPU")
 
 
 def plan_run(parser, args, given):

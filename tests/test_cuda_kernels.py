@@ -12,14 +12,18 @@ The emulated implementation also trains two whole DCGAN steps against the refere
 import importlib
 import sys
 
+import ml_dtypes
 import numpy as np
 import pytest
 
 import fastgan
 from fastgan import backend, dispatch, optim
 from fastgan.gan import train_step
+from fastgan.kernels import reference
 from fastgan.models.dcgan import dcgan_mnist
 from cuda_emulator import compiler, fake_cupy
+from kernel_cases import CONV_CASES, check_against_reference, run_impl
+from test_bfloat16 import awkward_floats
 
 BOTH = [pytest.param(np.float32, id="float32"), pytest.param(np.float64, id="float64")]
 
@@ -63,9 +67,10 @@ from kernel_bodies import *  # noqa: E402,F401,F403  (the shared test bodies, ru
 
 # float32 as in test_dcgan_step.py: where a gradient is ~0, Adam's m/√v turns a rounding difference into a step of
 # up to lr; float64 is the tight check.
-@pytest.mark.parametrize("dtype, tol", [(np.float64, dict(rtol=1e-9, atol=1e-11)),
-                                        (np.float32, dict(rtol=1e-3, atol=1.5e-3))])
-def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, tol):
+@pytest.mark.parametrize("dtype, tol, precision", [(np.float64, dict(rtol=1e-9, atol=1e-11), "float32"),
+                                                   (np.float32, dict(rtol=1e-3, atol=1.5e-3), "float32"),
+                                                   (np.float32, dict(rtol=1e-3, atol=1.5e-3), "bfloat16")])
+def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, tol, precision):
     # the emulator runs a block's threads as coroutines: keep blocks small and few (the grid-stride loops and the
     # block reductions then do several elements per thread, which the full-size launches rarely exercise)
     monkeypatch.setattr(emulated_cuda, "MAX_BLOCKS", 4)
@@ -77,7 +82,7 @@ def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, 
         G.astype(dtype), D.astype(dtype)
         opt_g, opt_d = (optim.Adam(m.parameters(), lr=2e-4, betas=(0.5, 0.999)) for m in (G, D))
         rng = np.random.default_rng(0)
-        with dispatch.use(impl):
+        with dispatch.use(impl), fastgan.autocast(precision):
             for _ in range(2):
                 real = np.tanh(rng.standard_normal((3, 1, 28, 28))).astype(dtype)
                 z = rng.standard_normal((3, 100, 1, 1)).astype(dtype)
@@ -88,3 +93,48 @@ def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, 
     np.testing.assert_allclose([stats[k] for k in sorted(stats)], [expected_stats[k] for k in sorted(stats)], **tol)
     for name in expected:
         np.testing.assert_allclose(ours[name], expected[name], err_msg=name, **tol)
+
+
+# --- the bfloat16 products (the *_bf16 kernels; Triton's, whose interpreter cannot run them, are in
+# test_triton_kernels.py) --------------------------------------------------------------------------------------------
+
+def needs_bf16(impl, op):
+    if not hasattr(dispatch.implementation(impl), op):
+        pytest.skip(f"{impl} has no {op} (test_triton_kernels.py tests Triton's bfloat16 convolutions)")
+
+
+def test_round_to_bfloat16_is_ml_dtypes_rounding(kernel_impl):
+    needs_bf16(kernel_impl, "round_to_bfloat16")
+    x = awkward_floats()
+    with np.errstate(invalid="ignore"):
+        want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
+    got = run_impl(kernel_impl, "round_to_bfloat16", x)
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
+
+
+@pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[-1]], ids=lambda c: c.name)
+def test_bf16_conv(kernel_impl, case):
+    """Against the bf16 reference: the same rounded operands and float32 products (sums in cuBLAS's order)."""
+    x, weight, bias, dy = case.inputs(np.float32)
+    for fn, args in ((case.fn + "_forward_bf16", case.forward_args(x, weight, bias)),
+                     (case.fn + "_backward_bf16", case.backward_args(dy, x, weight))):
+        needs_bf16(kernel_impl, fn)
+        check_against_reference(kernel_impl, fn, args, np.float32)
+
+
+def test_bf16_batch_norm_leaky_relu_and_matmul(kernel_impl):
+    needs_bf16(kernel_impl, "matmul_bf16")
+    rng = np.random.default_rng(6)
+    x, dy = (rng.standard_normal((3, 5, 4, 4)).astype(np.float32) for _ in range(2))
+    weight, bias = 1 + rng.standard_normal(5).astype(np.float32) / 4, rng.standard_normal(5).astype(np.float32)
+    forward = (x, weight, bias, np.zeros(5, np.float32), np.ones(5, np.float32), True, 0.1, 1e-5, "leaky_relu", 0.2)
+    y, mean, rstd = check_against_reference(kernel_impl, "batch_norm_act_forward_bf16", forward, np.float32)
+    assert np.array_equal(y, reference.round_to_bfloat16(y))    # the output is bfloat16, the statistics are not
+    check_against_reference(kernel_impl, "batch_norm_act_backward_bf16",
+                            (dy, x, weight, bias, mean, rstd, True, "leaky_relu", 0.2), np.float32)
+    check_against_reference(kernel_impl, "leaky_relu_forward_bf16", (x, 0.2), np.float32)
+    check_against_reference(kernel_impl, "leaky_relu_backward_bf16", (dy, x, 0.2), np.float32)
+    a, b = rng.standard_normal((7, 33)).astype(np.float32), rng.standard_normal((33, 5)).astype(np.float32)
+    check_against_reference(kernel_impl, "matmul_bf16", (a, b), np.float32)

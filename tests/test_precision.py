@@ -1,5 +1,6 @@
 """fastgan.autocast: which ops run in bfloat16 (fastgan/precision.py), and one whole DCGAN step under it against
 one step under torch.autocast("cpu", dtype=torch.bfloat16) from the same weights, batch and noise."""
+import itertools
 import pathlib
 
 import numpy as np
@@ -133,5 +134,7 @@ def test_a_dcgan_step_under_autocast_is_as_close_to_torch_autocast_as_bfloat16_a
 
 def test_the_docs_table_is_the_policy():
     text = (pathlib.Path(__file__).resolve().parent.parent / "docs" / "precision.md").read_text(encoding="utf-8")
-    rows = [line for line in text.splitlines() if line.startswith("| ") and not line.startswith("| op |")]
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| op |")) + 2   # after the header and |---|
+    rows = [line for line in itertools.takewhile(lambda line: line.startswith("| "), lines[start:])]
     assert rows == [f"| {op} | {forward} | {backward} |" for op, (forward, backward) in precision.POLICY.items()]

@@ -50,6 +50,25 @@ __device__ __forceinline__ T times_activation_slope(T v, T z, int activation, T 
     return activation == kRelu ? T(0) : v * negative_slope;
 }
 
+// x rounded to the nearest bfloat16 (ties to even), kept as a float: the integer rounding of csrc/cpu/fastgan.h
+// (round_to_bfloat16, which says why it is right), on the bits of x. NaN keeps a NaN, with its quiet bit set.
+__device__ __forceinline__ float round_to_bfloat16(float x) {
+#ifdef __CUDACC__
+    unsigned u = __float_as_uint(x);
+#else  // the CPU emulator of the tests (tests/cuda_emulator.py)
+    unsigned u;
+    __builtin_memcpy(&u, &x, sizeof u);
+#endif
+    const bool nan = (u & 0x7FFFFFFFu) > 0x7F800000u;
+    u = nan ? ((u | 0x00400000u) & 0xFFFF0000u) : ((u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u);
+#ifdef __CUDACC__
+    return __uint_as_float(u);
+#else
+    __builtin_memcpy(&x, &u, sizeof u);
+    return x;
+#endif
+}
+
 // Element i (0 <= i < N·HW) of channel c in an (N, C, HW) array: sample i / HW, position i % HW.
 __device__ __forceinline__ int channel_element(int i, int c, int C, int HW) {
     return (i / HW) * C * HW + c * HW + i % HW;

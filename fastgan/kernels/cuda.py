@@ -9,6 +9,7 @@ kernel a template instantiated for float and double by name ("adam_step<float>")
     optim.cu         adam_step, sgd_step: one thread per parameter element
     activation.cu    leaky_relu_forward / _backward: one thread per element
     conv.cu          im2col, col2im and the NCHW <-> channel-rows transpose around cuBLAS GEMMs (cupy.matmul)
+    bfloat16.cu      round_to_bfloat16: the *_bf16 products are the float32 ones on operands rounded by it
 
 Importing this module raises ImportError when CuPy, NVRTC or a GPU is missing, so `fastgan.dispatch` treats the
 implementation as unavailable. Kernel parameters are only pointers, int and double: `_launch` packs Python ints
@@ -22,6 +23,7 @@ import re
 import numpy as np
 
 from .. import backend
+from . import reference
 
 try:
     import cupy
@@ -36,7 +38,10 @@ except Exception as err:  # noqa: BLE001 - a missing libnvrtc shows up as one of
 
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
            "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward",
-           "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step"]
+           "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step", "round_to_bfloat16",
+           "conv2d_forward_bf16", "conv2d_backward_bf16", "conv_transpose2d_forward_bf16",
+           "conv_transpose2d_backward_bf16", "matmul_bf16", "batch_norm_act_forward_bf16",
+           "batch_norm_act_backward_bf16", "leaky_relu_forward_bf16", "leaky_relu_backward_bf16"]
 
 # every kernel this module launches, by source file (tests/test_cuda_compile.py checks them against the sources)
 KERNELS = {
@@ -45,6 +50,7 @@ KERNELS = {
     "optim.cu": ("adam_step", "sgd_step"),
     "activation.cu": ("leaky_relu_forward", "leaky_relu_backward"),
     "conv.cu": ("im2col", "col2im", "swap_outer_axes"),
+    "bfloat16.cu": ("round_to_bfloat16",),
 }
 C_TYPES = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
 OPTIONS = ("--std=c++17",)
@@ -366,3 +372,30 @@ def sgd_step(param, grad, momentum_buf, lr, momentum, weight_decay, dampening=0.
     grad = _float_array(grad, dtype, "grad")
     _launch("sgd_step", dtype, _blocks(param.size), THREADS, param, grad, buf, param.size, float(lr),
             float(momentum), float(weight_decay), float(dampening), bool(nesterov), bool(first_step))
+
+
+# --- bfloat16: the float32 kernels on operands rounded to bfloat16 (reference.py's specification) -----------------
+# No tensor cores yet: the products are float32 ones on bfloat16 values, and batch norm and LeakyReLU round their
+# result in a second pass.
+
+def round_to_bfloat16(x):
+    """x (float32) rounded to the nearest bfloat16, ties to even, as float32."""
+    x = _float_array(x, np.dtype(np.float32), "x")
+    y = cupy.empty_like(x)
+    _launch("round_to_bfloat16", x.dtype, _blocks(x.size), THREADS, x, y, x.size)
+    return y
+
+
+conv2d_forward_bf16 = reference._bf16(conv2d_forward, 2, round_to_bfloat16)
+conv2d_backward_bf16 = reference._bf16(conv2d_backward, 3, round_to_bfloat16)
+conv_transpose2d_forward_bf16 = reference._bf16(conv_transpose2d_forward, 2, round_to_bfloat16)
+conv_transpose2d_backward_bf16 = reference._bf16(conv_transpose2d_backward, 3, round_to_bfloat16)
+batch_norm_act_forward_bf16 = reference._bf16_result(batch_norm_act_forward, round_to_bfloat16)
+batch_norm_act_backward_bf16 = reference._bf16_result(batch_norm_act_backward, round_to_bfloat16)
+leaky_relu_forward_bf16 = reference._bf16_result(leaky_relu_forward, round_to_bfloat16)
+leaky_relu_backward_bf16 = reference._bf16_result(leaky_relu_backward, round_to_bfloat16)
+
+
+def matmul_bf16(a, b):
+    """a @ b (matmul's rules) on operands rounded to bfloat16, summed in float32 (cuBLAS)."""
+    return cupy.matmul(round_to_bfloat16(a), round_to_bfloat16(b))

@@ -434,23 +434,19 @@ def matmul_bf16(a, b):
 # output (the next convolution's operand) to bfloat16 as they write it; backward, they round their input gradient
 # (the previous convolution's dy, which that convolution would round anyway; torch's autocast makes it bfloat16 too).
 # Their arithmetic is the float32 kernels'; the rounding of y passes the gradient through unchanged.
-def batch_norm_act_forward_bf16(*args):
-    """batch_norm_act_forward (same arguments, float32 statistics) with y rounded to bfloat16 -> (y, mean, rstd)."""
-    y, mean, rstd = batch_norm_act_forward(*args)
-    return round_to_bfloat16(y), mean, rstd
+def _bf16_result(fp32_op, rounding=round_to_bfloat16):
+    """fp32_op with its result rounded to bfloat16: the whole result, or the first of a tuple (y or dx; the
+    statistics and the weight gradients stay float32). (kernels/cuda.py builds its versions so, with its own
+    fp32_op and rounding.)"""
+    def op(*args):
+        out = fp32_op(*args)
+        return (rounding(out[0]), *out[1:]) if isinstance(out, tuple) else rounding(out)
+    op.__name__ = fp32_op.__name__ + "_bf16"
+    op.__doc__ = f"{fp32_op.__name__} (same arguments, float32 arithmetic) with its output y or dx rounded to bfloat16."
+    return op
 
 
-def batch_norm_act_backward_bf16(*args):
-    """batch_norm_act_backward (same arguments, float32 arithmetic) with dx rounded to bfloat16."""
-    dx, dweight, dbias = batch_norm_act_backward(*args)
-    return round_to_bfloat16(dx), dweight, dbias
-
-
-def leaky_relu_forward_bf16(x, negative_slope):
-    """leaky_relu_forward with y rounded to bfloat16."""
-    return round_to_bfloat16(leaky_relu_forward(x, negative_slope))
-
-
-def leaky_relu_backward_bf16(dy, x, negative_slope):
-    """leaky_relu_backward with dx rounded to bfloat16."""
-    return round_to_bfloat16(leaky_relu_backward(dy, x, negative_slope))
+batch_norm_act_forward_bf16 = _bf16_result(batch_norm_act_forward)      # -> (y, mean, rstd)
+batch_norm_act_backward_bf16 = _bf16_result(batch_norm_act_backward)    # -> (dx, dweight, dbias)
+leaky_relu_forward_bf16 = _bf16_result(leaky_relu_forward)
+leaky_relu_backward_bf16 = _bf16_result(leaky_relu_backward)
