@@ -51,6 +51,10 @@ GPU_PARAMS = [pytest.param(name, marks=pytest.mark.gpu) for name in ("cuda", "tr
 @pytest.fixture(params=["cuda-emulated"] + (GPU_PARAMS if backend.cuda_available() else []))
 def kernel_impl(request):
     """The implementation under test, by its dispatch name."""
+    return _implementation(request)
+
+
+def _implementation(request):
     if request.param == "cuda-emulated":
         request.getfixturevalue("emulated_cuda")
         return "cuda"
@@ -95,46 +99,44 @@ def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, 
         np.testing.assert_allclose(ours[name], expected[name], err_msg=name, **tol)
 
 
-# --- the bfloat16 products (the *_bf16 kernels; Triton's, whose interpreter cannot run them, are in
-# test_triton_kernels.py) --------------------------------------------------------------------------------------------
+# --- the bfloat16 products (the *_bf16 kernels), on the CUDA implementation, which has them all (Triton's bfloat16
+# convolutions, which its interpreter cannot run, are tested in test_triton_kernels.py) -----------------------------
 
-def needs_bf16(impl, op):
-    if not hasattr(dispatch.implementation(impl), op):
-        pytest.skip(f"{impl} has no {op} (test_triton_kernels.py tests Triton's bfloat16 convolutions)")
+@pytest.fixture(params=["cuda-emulated"] + (GPU_PARAMS[:1] if backend.cuda_available() else []))
+def cuda_impl(request):
+    """The CUDA implementation, emulated or (on a GPU) on the device: the one with every bfloat16 kernel."""
+    return _implementation(request)
 
 
-def test_round_to_bfloat16_is_ml_dtypes_rounding(kernel_impl):
-    needs_bf16(kernel_impl, "round_to_bfloat16")
+def test_round_to_bfloat16_is_ml_dtypes_rounding(cuda_impl):
     x = awkward_floats()
     with np.errstate(invalid="ignore"):
         want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
-    got = run_impl(kernel_impl, "round_to_bfloat16", x)
+    got = run_impl(cuda_impl, "round_to_bfloat16", x)
     nan = np.isnan(want)
     np.testing.assert_array_equal(np.isnan(got), nan)
     np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
 
 
 @pytest.mark.parametrize("case", [CONV_CASES[1], CONV_CASES[4], CONV_CASES[-1]], ids=lambda c: c.name)
-def test_bf16_conv(kernel_impl, case):
+def test_bf16_conv(cuda_impl, case):
     """Against the bf16 reference: the same rounded operands and float32 products (sums in cuBLAS's order)."""
     x, weight, bias, dy = case.inputs(np.float32)
     for fn, args in ((case.fn + "_forward_bf16", case.forward_args(x, weight, bias)),
                      (case.fn + "_backward_bf16", case.backward_args(dy, x, weight))):
-        needs_bf16(kernel_impl, fn)
-        check_against_reference(kernel_impl, fn, args, np.float32)
+        check_against_reference(cuda_impl, fn, args, np.float32)
 
 
-def test_bf16_batch_norm_leaky_relu_and_matmul(kernel_impl):
-    needs_bf16(kernel_impl, "matmul_bf16")
+def test_bf16_batch_norm_leaky_relu_and_matmul(cuda_impl):
     rng = np.random.default_rng(6)
     x, dy = (rng.standard_normal((3, 5, 4, 4)).astype(np.float32) for _ in range(2))
     weight, bias = 1 + rng.standard_normal(5).astype(np.float32) / 4, rng.standard_normal(5).astype(np.float32)
     forward = (x, weight, bias, np.zeros(5, np.float32), np.ones(5, np.float32), True, 0.1, 1e-5, "leaky_relu", 0.2)
-    y, mean, rstd = check_against_reference(kernel_impl, "batch_norm_act_forward_bf16", forward, np.float32)
+    y, mean, rstd = check_against_reference(cuda_impl, "batch_norm_act_forward_bf16", forward, np.float32)
     assert np.array_equal(y, reference.round_to_bfloat16(y))    # the output is bfloat16, the statistics are not
-    check_against_reference(kernel_impl, "batch_norm_act_backward_bf16",
+    check_against_reference(cuda_impl, "batch_norm_act_backward_bf16",
                             (dy, x, weight, bias, mean, rstd, True, "leaky_relu", 0.2), np.float32)
-    check_against_reference(kernel_impl, "leaky_relu_forward_bf16", (x, 0.2), np.float32)
-    check_against_reference(kernel_impl, "leaky_relu_backward_bf16", (dy, x, 0.2), np.float32)
+    check_against_reference(cuda_impl, "leaky_relu_forward_bf16", (x, 0.2), np.float32)
+    check_against_reference(cuda_impl, "leaky_relu_backward_bf16", (dy, x, 0.2), np.float32)
     a, b = rng.standard_normal((7, 33)).astype(np.float32), rng.standard_normal((33, 5)).astype(np.float32)
-    check_against_reference(kernel_impl, "matmul_bf16", (a, b), np.float32)
+    check_against_reference(cuda_impl, "matmul_bf16", (a, b), np.float32)
