@@ -103,17 +103,21 @@ def _binary(op, a, b, floating=False):
         if not isinstance(v, (Tensor, numbers.Number, np.generic)) and not hasattr(v, "dtype"):
             raise TypeError(f"{op}: expected tensors, arrays or real numbers, got {type(v).__name__}")
     like = a if isinstance(a, Tensor) else b
-    dtype = promotion.result_type(*(v.data if isinstance(v, Tensor) else v for v in (a, b)))
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.dtype == b.dtype:
+        dtype = a.dtype  # (what result_type gives, without its walk: the common case, worth a shortcut)
+    else:
+        dtype = promotion.result_type(*(v.data if isinstance(v, Tensor) else v for v in (a, b)))
     if floating and promotion.category(dtype) < promotion.category(promotion.DEFAULT_FLOAT):
         dtype = promotion.DEFAULT_FLOAT
     xp = backend.xp(like.data)
     # a number becomes a constant in the computing dtype (a backward formula multiplies in it); an array keeps its own
     a, b = (v if isinstance(v, Tensor) else Tensor(xp.asarray(v, dtype=None if _keeps_dtype(v) else dtype))
             for v in (a, b))
-    try:
-        np.broadcast_shapes(a.shape, b.shape)
-    except ValueError:
-        raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
+    if a.shape != b.shape:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(f"{op}: shapes {a.shape} and {b.shape} do not broadcast") from None
     return a, b, a.data.astype(dtype, copy=False), b.data.astype(dtype, copy=False)
 
 
