@@ -20,8 +20,9 @@ kernels' OpenMP threads, which also run NumPy's BLAS: fastgan/kernels/blas_threa
 (OUT_ROOT/locks/) lets several queues share one OUT_ROOT: a run that another process holds is skipped, never run
 twice at once. A run that fails is recorded and skipped by later passes (--retry-failed tries it again).
 
-The report, rewritten after every run: OUT_ROOT/table.md (the measured rows; configurations not measured yet are
-listed below the table as such) and OUT_ROOT/toolbox_grids.png (the last sample grid of each measured run). The
+The report, rewritten after every run: OUT_ROOT/table.md (the measured rows, then mean ± std over seeds for the
+configurations measured on several; configurations not measured yet are listed below the table as such) and
+OUT_ROOT/toolbox_grids.png (the last sample grid of each measured run). The
 seconds per epoch are the median of the run's own epoch times (metrics.jsonl; a shared machine makes some epochs
 slow), and each run's table_run.json records the threads and the load average at the start and end of each attempt.
 """
@@ -276,7 +277,7 @@ def report(out_root, runs):
         grids.append((f"{run.name} (seed {run.seed}): FID {quality['mnist_fid']:.1f}",
                       run.file(f"fake_samples_epoch_{run.epochs:03d}.png")))
     text = [f"Toolbox on MNIST, epochs per run: {runs[0].epochs if runs else '?'}; scored by python -m fastgan.eval "
-            "quality; s/epoch: the median epoch of the run.", "", *lines]
+            "quality; s/epoch: the median epoch of the run.", "", *lines, *over_seeds(runs)]
     if pending:
         text += ["", "Not measured yet:", *pending]
     for run in (r for r in runs if not r.scored):
@@ -286,6 +287,29 @@ def report(out_root, runs):
     if grids:
         write_montage(grids, os.path.join(out_root, MONTAGE))
     return "\n".join(text)
+
+
+def over_seeds(runs):
+    """The configurations measured on more than one seed: mean ± std (ddof 1) of each score, as table lines."""
+    import statistics
+    by_config = {}
+    for run in runs:
+        quality = run.quality() if run.scored and run.finished() else None
+        if quality is not None:
+            by_config.setdefault(run.name, []).append(quality)
+    several = {name: reports for name, reports in by_config.items() if len(reports) > 1}
+    if not several:
+        return []
+
+    def spread(reports, key, scale=1.0, digits=2):
+        values = [scale * r[key] for r in reports if r.get(key) is not None]
+        return "–" if not values else f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    lines = ["", "Over seeds (mean ± std, ddof 1), for the configurations measured on more than one:", "",
+             "| config | seeds | MNIST-FID | IS | per-class acc. (%) |", "|---|---|---|---|---|"]
+    for name, reports in several.items():
+        lines.append(f"| {name} | {len(reports)} | {spread(reports, 'mnist_fid')} | "
+                     f"{spread(reports, 'inception_score')} | {spread(reports, 'per_class_accuracy', 100, 1)} |")
+    return lines
 
 
 def dcgan64_lines(run):
@@ -343,9 +367,14 @@ def main(argv=None):
         return Run(args.out_root, name, seed, args.dcgan64_epochs if name == DCGAN64[0] else args.epochs,
                    args.samples)
     runs = [run(name, seed) for seed in args.seeds for name in args.configs]
-    # the report: every table configuration (measured or not) and the 64×64 runs asked for or already there
     every_run = [run(name, seed) for seed in args.seeds for name in (*[n for n, _ in CONFIGS], BF16[0], DCGAN64[0])]
-    every_run = [r for r in every_run if (r.scored and r.name != BF16[0]) or r.name in args.configs or r.started()]
+
+    def reported():
+        """What the report lists (checked when it is written): what was started, and for the first seed the
+        table's configurations and those asked for."""
+        return [r for r in every_run if r.started() or (
+            r.seed == args.seeds[0] and ((r.scored and r.name != BF16[0]) or r.name in args.configs))]
+
     for run in ([] if args.report_only else runs):
         if run.finished():
             print(f"{run.name}, seed {run.seed}: measured already, skipped", flush=True)
@@ -364,8 +393,8 @@ def main(argv=None):
                 continue
             print(f"== {run.name}, seed {run.seed} ({run.dir})", flush=True)
             run.add_attempt(measure(run, args))
-        report(args.out_root, every_run)
-    print(report(args.out_root, every_run))
+        report(args.out_root, reported())
+    print(report(args.out_root, reported()))
     return 0
 
 

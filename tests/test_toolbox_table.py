@@ -145,3 +145,14 @@ def test_the_bf16_row_trains_in_mixed_precision_only_when_asked(tmp_path, comman
     assert toolbox_table.main(["--out-root", root, "--report-only", *QUICK]) == 0
     assert "| bf16 |" in table(root)  # measured, so reported; never trained by the default list
     assert "bf16" not in toolbox_table.parse(["--out-root", root]).configs
+
+
+def test_several_seeds_are_summarised_and_later_seeds_listed_only_once_started(tmp_path, commands):
+    root = str(tmp_path / "table")
+    assert toolbox_table.main(["--out-root", root, "--configs", "default", "--seeds", "0,1", *QUICK]) == 0
+    reports = [json.load(open(os.path.join(root, f"default-seed{s}", "quality.json"))) for s in (0, 1)]
+    fids = [r["mnist_fid"] for r in reports]
+    mean, std = sum(fids) / 2, abs(fids[0] - fids[1]) / 2 ** 0.5
+    assert f"| default | 2 | {mean:.2f} ± {std:.2f} |" in table(root)
+    not_yet = table(root).split("Not measured yet:")[1]
+    assert "- cgan, seed 0: not started" in not_yet and "cgan, seed 1" not in not_yet
