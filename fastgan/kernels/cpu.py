@@ -206,7 +206,8 @@ def _direct(dtype, vector_channels, reduction):
                 per-image GEMMs). On the DCGAN's middle layers this skips the 25-50 MB column matrices and runs
                 closer to the core's peak than BLAS does on their shapes.
         im2col  never;
-        direct  always (the whole-image and 1x1-input shapes, plain GEMMs, stay GEMMs under every choice)."""
+        direct  always (the whole-image and 1x1-input shapes, plain GEMMs, stay GEMMs under every choice).
+    Never while a *_bf16 convolution runs on a bfloat16 GEMM (_matmul): the direct kernels are float32 ones."""
     choice = _conv.now()
     if not _DIRECT or dtype != np.float32 or choice == "im2col" or getattr(_local, "gemm_bf16", None):
         return False
