@@ -1,5 +1,6 @@
-"""Optimiser steps written as tensor ops, so that the weights they return stay functions, on the tape, of whatever
-their gradients depend on: the exact unrolled GAN differentiates G's loss through K of D's steps.
+"""Optimiser steps on the tape, so that the weights they return stay functions of whatever their gradients depend
+on: the exact unrolled GAN differentiates G's loss through K of D's steps. SGD's step is written in tensor ops;
+Adam's three updates are one recorded op each, with their derivatives written out.
 
 Each step follows its optimiser's kernel formula for formula (kernels/reference.py: adam_step, sgd_step) and starts
 from the optimiser's hyper-parameters and current state (step count, moment estimates), which it copies: the
@@ -8,14 +9,18 @@ optimiser and the weights it holds are never changed.
     steps = tensor_steps(opt)                     # opt: an optim.Adam or optim.SGD
     weights = steps(weights, grads)               # one step; call again for the next (the moments carry on)
 """
-from .. import backend, optim
+from .. import autograd, backend, optim
 from ..tensor import Tensor
 
 
 class AdamSteps:
-    """optim.Adam's update as tensor ops (torch.optim.Adam's formula, L2 weight decay):
+    """optim.Adam's update on the tape (torch.optim.Adam's formula, L2 weight decay):
         g = grad + weight_decay·θ;  m ← m + (1-β1)(g - m);  v ← β2·v + (1-β2)·g²
         θ ← θ − lr/(1-β1^t) · m / (√v / √(1-β2^t) + eps)
+    Each of the three updates is one recorded op (fastgan.autograd.op) with its derivative written out below, not
+    the dozen elementwise ops the formulas are made of: the exact look-ahead makes K of these steps per weight and
+    G's backward runs through all of them, so the tape stays short. (They have a first derivative only, which is
+    all that G's gradient needs; the gradients of gradients are D's.)
     """
 
     def __init__(self, opt):
@@ -30,14 +35,33 @@ class AdamSteps:
             if self.weight_decay:
                 g = g + self.weight_decay * w
             self.step[i] += 1
-            t = self.step[i]
-            self.exp_avg[i] = m = self.exp_avg[i] + (1 - self.beta1) * (g - self.exp_avg[i])
-            self.exp_avg_sq[i] = v = self.beta2 * self.exp_avg_sq[i] + (1 - self.beta2) * (g * g)
-            denom = v ** 0.5 / (1 - self.beta2 ** t) ** 0.5 + self.eps
-            new.append(w - m / denom * (self.lr / (1 - self.beta1 ** t)))
+            self.exp_avg[i] = m = self._first_moment(self.exp_avg[i], g)
+            self.exp_avg_sq[i] = v = self._second_moment(self.exp_avg_sq[i], g)
+            new.append(self._weight(w, m, v, self.step[i]))
         return new
 
+    def _first_moment(self, m, g):
+        # m' = m + (1-β1)(g - m):  ∂m'/∂m = β1, ∂m'/∂g = 1-β1
+        c = 1 - self.beta1
+        return autograd.op(m.data + c * (g.data - m.data), (m, g), lambda grad: (grad * self.beta1, grad * c),
+                           "adam_m")
 
+    def _second_moment(self, v, g):
+        # v' = β2·v + (1-β2)·g²:  ∂v'/∂v = β2, ∂v'/∂g = 2(1-β2)·g
+        c, gd = 1 - self.beta2, g.data
+        return autograd.op(self.beta2 * v.data + c * (gd * gd), (v, g),
+                           lambda grad: (grad * self.beta2, grad * (2 * c) * gd), "adam_v")
+
+    def _weight(self, w, m, v, t):
+        # θ' = θ − a·m/d with a = lr/(1-β1^t), d = √v/c + eps, c = √(1-β2^t):
+        #   ∂θ'/∂θ = 1,  ∂θ'/∂m = −a/d,  ∂θ'/∂v = a·m/d² · 1/(2c√v)
+        a, c = self.lr / (1 - self.beta1 ** t), (1 - self.beta2 ** t) ** 0.5
+        root = v.data ** 0.5
+        d = root / c + self.eps
+
+        def backward(grad):
+            return grad, -grad * a / d, grad * a * m.data / (d * d) / (2 * c * root)
+        return autograd.op(w.data - m.data / d * a, (w, m, v), backward, "adam_weight")
 class SGDSteps:
     """optim.SGD's update as tensor ops (torch.optim.SGD's formula):
         g = grad + weight_decay·θ;  b ← g on the first step, else momentum·b + (1-dampening)·g

@@ -11,7 +11,7 @@ D then takes its own, un-unrolled step on f. With K = 0 the critic is D itself: 
 
     first-order   the copy steps with plain (graph-free) updates; G's gradient treats θ_D^K as a constant.
     exact         the copy's weights are tensors on the tape: each of the K steps takes D's gradient with
-                  create_graph=True and applies D's optimiser written as tensor ops (tensor_optim.py), so G's
+                  create_graph=True and applies D's optimiser as ops on the tape (tensor_optim.py), so G's
                   backward runs through all K updates (through the fakes they were computed on) to θ_G.
 A look-ahead is built as LOOK_AHEADS[mode](D, opt_d) and called as look_ahead(real, fake, K) with G's fakes still on
 their graph; it returns the critic, a module or any callable x -> logits.
@@ -59,7 +59,7 @@ class FirstOrderLookAhead:
 
 
 class ExactLookAhead:
-    """θ_D^K as tensors on the tape, from a copy of D's weights and D's optimiser written as tensor ops."""
+    """θ_D^K as tensors on the tape, from a copy of D's weights and D's optimiser as ops on the tape."""
 
     def __init__(self, D, opt_d):
         if not isinstance(D, ToyMLP) or [id(p) for p in opt_d.params] != [id(p) for p in D.parameters()]:
