@@ -382,3 +382,12 @@ def test_the_cpu_path_rounds_an_operand_once():
     copy_of_once = once.copy()           # the same values, but not known to be rounded: rounded again (to itself)
     again = cpu.round_to_bfloat16(copy_of_once)
     assert again is not copy_of_once and np.array_equal(again, once)
+
+
+def test_gemm_bf16_peak(gemm_path):
+    """The peak microkernel runs on every path it is asked for and counts what it did (a positive rate)."""
+    cpu = native_cpu()
+    flops = cpu._C.gemm_bf16_peak(gemm_path, 4)
+    assert np.isfinite(flops) and flops > 0
+    with pytest.raises(ValueError, match="gemm_bf16_peak: unknown path 'tiles'"):
+        cpu._C.gemm_bf16_peak("tiles", 4)
