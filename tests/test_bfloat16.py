@@ -59,13 +59,17 @@ def awkward_floats():
 @pytest.mark.parametrize("shape", [(5018,), (2, 13, 193), ()], ids=str)
 def test_round_to_bfloat16_is_ml_dtypes_rounding(impl, shape):
     x = awkward_floats()[:int(np.prod(shape))].reshape(shape)
-    got = run_impl(impl, "round_to_bfloat16", x)
+    assert_ml_dtypes_rounding(run_impl(impl, "round_to_bfloat16", x), x)
+
+
+def assert_ml_dtypes_rounding(got, x):
+    """got is x rounded to bfloat16 as ml_dtypes rounds it, bit for bit (-0.0 too; NaN stays NaN), as float32."""
     with np.errstate(invalid="ignore"):  # (ml_dtypes warns about casting NaN, which it keeps)
         want = x.astype(ml_dtypes.bfloat16).astype(np.float32)
-    assert got.dtype == np.float32 and got.shape == shape
+    assert got.dtype == np.float32 and got.shape == x.shape
     nan = np.isnan(want)
     np.testing.assert_array_equal(np.isnan(got), nan)
-    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))   # bit for bit: -0.0 too
+    np.testing.assert_array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
 
 
 def test_round_to_bfloat16_leaves_its_input_and_empty_arrays(impl):
