@@ -64,13 +64,16 @@ class TorchVBN(T.Module):
 class TorchMinibatchDiscrimination(T.Module):
     def __init__(self, a, b, c):
         super().__init__()
-        self.T = T.Parameter(torch.zeros(a, b, c))
+        self.theta = T.Parameter(torch.zeros(a, b, c))
+        self.log_scale = T.Parameter(torch.zeros(b, c))
+        self.bias = T.Parameter(torch.zeros(b))
 
     def forward(self, x):
-        n, (a, b, c) = len(x), self.T.shape
-        M = (x @ self.T.reshape(a, b * c)).reshape(n, b, c)
+        n, (a, b, c) = len(x), self.theta.shape
+        weight = self.theta * (self.log_scale.exp() / self.theta.norm(dim=0))       # weight-normalised T
+        M = (x @ weight.reshape(a, b * c)).reshape(n, b, c)
         close = torch.exp(-(M[:, None] - M[None]).abs().sum(3)) * (1 - torch.eye(n, dtype=x.dtype)[:, :, None])
-        return torch.cat([x, close.sum(1)], 1)
+        return torch.cat([x, close.sum(1) + self.bias], 1)
 
 
 class TorchG(T.Module):
@@ -142,6 +145,8 @@ def twin_gans(kind=None, vbn=False, minibatch=False, seed=0):
     D = {"cgan": LabelPlanesDiscriminator, "projection": lambda body: ProjectionDiscriminator(body, 36)}.get(
         kind, lambda body: body)(D)
     tD = TorchD(tfeatures, thead, kind)
+    if minibatch:   # initialised from data here, so that both start from the same T and β
+        next(m for m in D.modules() if isinstance(m, nn.MinibatchDiscrimination)).initialise(fastgan.randn(4, 36))
 
     for ours, theirs in ((G, tG), (D, tD)):
         ours.double()
@@ -244,8 +249,9 @@ def assert_twins_match(ours, theirs):
             np.testing.assert_allclose(p.numpy(), q.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=name)
             np.testing.assert_allclose(p.grad.numpy(), q.grad.numpy(), rtol=1e-9, atol=1e-12, err_msg=f"∂{name}")
         tbuffers = {n: b for n, b in tmodel.named_buffers() if not n.endswith("num_batches_tracked")}
-        ours_buffers = dict(model.named_buffers())
-        ours_buffers.pop("reference_input", None), ours_buffers.pop("net.reference_input", None)
+        # fastgan's own bookkeeping: VBN's reference batch, minibatch discrimination's "initialised" flag
+        ours_buffers = {n: b for n, b in model.named_buffers()
+                        if not n.endswith(("reference_input", "initialised"))}
         assert len(ours_buffers) == len(tbuffers)
         for (name, b), tb in zip(ours_buffers.items(), tbuffers.values()):
             np.testing.assert_allclose(b.numpy(), tb.numpy(), rtol=1e-10, atol=1e-12, err_msg=name)

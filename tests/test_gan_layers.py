@@ -1,5 +1,7 @@
 """MinibatchDiscrimination and VirtualBatchNorm2d: forward and every gradient against a torch implementation written
 here (float64 tight, float32 for the real path), and against a direct NumPy computation of the paper's formula."""
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -7,7 +9,9 @@ from oracle import check, random_inputs
 
 import fastgan
 from fastgan import functional as F
-from fastgan import nn
+from fastgan import nn, optim
+from fastgan.gan import train_step
+from fastgan.models import make_gan
 from fastgan.models.dcgan import dcgan_generator
 from fastgan.models.vbn_generator import VirtualBatchNormGenerator
 from fastgan.nn.gan_layers import minibatch_discrimination
@@ -15,18 +19,19 @@ from fastgan.nn.gan_layers import minibatch_discrimination
 # --- minibatch discrimination -------------------------------------------------------------------------------------
 
 
-def torch_minibatch_discrimination(x, T):
+def torch_minibatch_discrimination(x, T, bias=None):
     n, (a, b, c) = x.shape[0], T.shape
     M = (x @ T.reshape(a, b * c)).reshape(n, b, c)
     l1 = (M[:, None] - M[None]).abs().sum(3)                              # (N, N, B)
     others = 1 - torch.eye(n, dtype=x.dtype)[:, :, None]
-    return torch.cat([x, (torch.exp(-l1) * others).sum(1)], 1)
+    o = (torch.exp(-l1) * others).sum(1)
+    return torch.cat([x, o if bias is None else o + bias], 1)
 
 
-def numpy_minibatch_discrimination(x, T):
+def numpy_minibatch_discrimination(x, T, bias=0.0):
     """The paper's formula, one pair of examples at a time."""
     M = np.einsum("na,abc->nbc", x, T)
-    o = np.zeros((len(x), T.shape[1]))
+    o = np.zeros((len(x), T.shape[1])) + bias
     for i in range(len(x)):
         for j in range(len(x)):
             if j != i:
@@ -40,36 +45,96 @@ MBD_SHAPES = [(5, 7, 4, 3), (1, 6, 3, 2), (2, 3, 1, 1), (0, 4, 2, 2)]  # (N, A, 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, a, b, c", MBD_SHAPES)
 def test_minibatch_discrimination_matches_torch(n, a, b, c, dtype):
-    x, T = random_inputs((n, a), (a, b, c), seed=n + a)
+    x, T, bias = random_inputs((n, a), (a, b, c), (b,), seed=n + a)
     # T scaled so that the L1 distances are O(1): exp(−distance) neither 0 nor 1 and every gradient matters
     check(minibatch_discrimination, torch_minibatch_discrimination, [x, 0.3 * T], dtype=dtype)
+    check(minibatch_discrimination, torch_minibatch_discrimination, [x, 0.3 * T, bias], dtype=dtype)
 
 
 @pytest.mark.parametrize("n, a, b, c", MBD_SHAPES)
 def test_minibatch_discrimination_matches_numpy(n, a, b, c):
-    x, T = random_inputs((n, a), (a, b, c), seed=1)
-    out = minibatch_discrimination(fastgan.tensor(x), fastgan.tensor(0.3 * T))
-    np.testing.assert_allclose(out.numpy(), numpy_minibatch_discrimination(x, 0.3 * T), rtol=1e-12, atol=1e-14)
+    x, T, bias = random_inputs((n, a), (a, b, c), (b,), seed=1)
+    out = minibatch_discrimination(fastgan.tensor(x), fastgan.tensor(0.3 * T), fastgan.tensor(bias))
+    np.testing.assert_allclose(out.numpy(), numpy_minibatch_discrimination(x, 0.3 * T, bias), rtol=1e-12, atol=1e-14)
 
 
 def test_minibatch_discrimination_layer():
     fastgan.manual_seed(0)
     layer = nn.MinibatchDiscrimination(2 * 3 * 3, 100, 5)
-    assert [name for name, _ in layer.named_parameters()] == ["T"] and layer.T.shape == (18, 100, 5)
-    assert layer.T.numpy().std() == pytest.approx(1 / np.sqrt(18), rel=0.05)  # columns of norm ≈ 1
+    assert [name for name, _ in layer.named_parameters()] == ["theta", "log_scale", "bias"]
+    assert layer.T.shape == (18, 100, 5)
+    np.testing.assert_allclose(np.linalg.norm(layer.T.numpy(), axis=0), 1.0, rtol=1e-5)  # exp(s) = 1: unit columns
+    layer.eval()                                                              # no initialisation from data here
     x = fastgan.randn(4, 2, 3, 3)                                             # flattened to 18 features
     out = layer(x)
-    assert out.shape == (4, 118)
+    assert out.shape == (4, 118) and layer.initialised.item() == 0
     np.testing.assert_array_equal(out.numpy()[:, :18], x.numpy().reshape(4, 18))
     np.testing.assert_allclose(out.numpy(), numpy_minibatch_discrimination(
         x.numpy().reshape(4, 18).astype(np.float64), layer.T.numpy().astype(np.float64)), rtol=1e-4, atol=1e-5)
-    # a collapsed batch (every example the same) scores N − 1 on every kernel: D sees the collapse at once
+    # a collapsed batch (every example the same) scores N − 1 (+ β) on every kernel: D sees the collapse at once
     same = layer(fastgan.tensor(np.repeat(x.numpy()[:1], 4, axis=0)))
     np.testing.assert_allclose(same.numpy()[:, 18:], 3.0)
     with pytest.raises(ValueError, match=r"input \(4, 17\) does not have 18 features"):
         layer(fastgan.randn(4, 17))
     with pytest.raises(ValueError, match=r"kernel_dim \(C\) must be a positive integer, got 0"):
         nn.MinibatchDiscrimination(18, 100, 0)
+    with pytest.raises(ValueError, match=r"bias \(3,\) does not match T \(18, 100, 5\)"):
+        minibatch_discrimination(F.reshape(x, (4, 18)), layer.T, fastgan.zeros(3))
+
+
+def nearest_distances(layer, x):
+    """Per kernel, the mean over examples of the L1 distance to the nearest other example."""
+    M = np.einsum("na,abc->nbc", x.astype(np.float64), layer.T.numpy().astype(np.float64))
+    d = np.abs(M[:, None] - M[None]).sum(3) + np.where(np.eye(len(x), dtype=bool), np.inf, 0)[:, :, None]
+    return d.min(axis=1).mean(axis=0)
+
+
+def test_minibatch_discrimination_initialises_from_its_first_training_batch():
+    fastgan.manual_seed(1)
+    layer = nn.MinibatchDiscrimination(18, 7, 3)
+    for batch in (fastgan.randn(1, 18), fastgan.randn(0, 18)):                # nothing to compare: no initialisation
+        layer(batch)
+        assert layer.initialised.item() == 0 and not layer.bias.numpy().any()
+    x = fastgan.randn(6, 18)
+    T0, theta0 = layer.T.numpy().copy(), layer.theta.numpy().copy()
+    out = layer(x).numpy()[:, 18:]
+    assert layer.initialised.item() == 1
+    # T's kernels scaled (each by its own factor, through s) to a mean nearest-neighbour distance of 2, and o
+    # centred on x
+    np.testing.assert_allclose(nearest_distances(layer, x.numpy()), 2.0, rtol=1e-5)
+    np.testing.assert_array_equal(layer.theta.numpy(), theta0)
+    ratio = layer.T.numpy() / T0
+    np.testing.assert_allclose(ratio, ratio[:1, :, :1] * np.ones_like(ratio), rtol=1e-5)
+    np.testing.assert_allclose(np.exp(layer.log_scale.numpy()), ratio[0], rtol=1e-5)
+    np.testing.assert_allclose(out.mean(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(out, numpy_minibatch_discrimination(
+        x.numpy().astype(np.float64), layer.T.numpy().astype(np.float64), layer.bias.numpy())[:, 18:], atol=1e-5)
+    # once only: a later batch, or a copy loaded from the state dict, does not initialise again
+    T1, bias1 = layer.T.numpy().copy(), layer.bias.numpy().copy()
+    layer(3 * fastgan.randn(6, 18))
+    np.testing.assert_array_equal(layer.T.numpy(), T1)
+    copy = nn.MinibatchDiscrimination(18, 7, 3)
+    copy.load_state_dict(layer.state_dict())
+    copy(fastgan.randn(5, 18))
+    np.testing.assert_array_equal(copy.T.numpy(), T1)
+    np.testing.assert_array_equal(copy.bias.numpy(), bias1)
+    with pytest.raises(ValueError, match=r"initialise: needs a batch of at least 2 examples, got \(1, 18\)"):
+        copy.initialise(fastgan.randn(1, 18))
+
+
+def test_minibatch_discrimination_is_initialised_on_the_real_batch():
+    """In a training round D judges the real batch first, so the layer starts centred on real data."""
+    G, D = make_gan("dcgan", minibatch=(6, 3))
+    layer = next(m for m in D.modules() if isinstance(m, nn.MinibatchDiscrimination))
+    real, z = fastgan.randn(8, 1, 28, 28), fastgan.randn(8, 100, 1, 1)
+    expected = copy.deepcopy(D)
+    with fastgan.no_grad():
+        expected(real)                                       # the same weights, initialised from the real batch
+    still = [optim.SGD(m.parameters(), lr=1e-12) for m in (G, D)]          # the step moves almost nothing
+    train_step(G, D, *still, real, z)
+    expected_layer = next(m for m in expected.modules() if isinstance(m, nn.MinibatchDiscrimination))
+    np.testing.assert_allclose(layer.bias.numpy(), expected_layer.bias.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer.log_scale.numpy(), expected_layer.log_scale.numpy(), rtol=1e-6, atol=1e-9)
 
 
 # --- virtual batch norm -------------------------------------------------------------------------------------------
