@@ -144,3 +144,23 @@ def test_a_run_killed_mid_way_goes_on_from_its_last_snapshot(tmp_path, monkeypat
         for key in x.files:
             np.testing.assert_array_equal(x[key], y[key], err_msg=f"{name}:{key}")
     assert open(a / "metrics.jsonl").read() == open(folder / "metrics.jsonl").read()
+
+
+def test_minibatch_discrimination_variant(tmp_path, capsys):
+    """The vanilla GAN whose D compares the samples of a batch: its own folder and row, and only with --unroll 0."""
+    args = ["ring", "--out", str(tmp_path), "--iters", "3", "--seeds", "1", "--batch-size", "8", "--nz", "4",
+            "--no-progress", "--minibatch-disc", "4,2"]
+    assert main(args + ["--unroll", "0", "1"]) == 2
+    assert "--minibatch-disc is a variant of the vanilla GAN here: use it with --unroll 0" in capsys.readouterr().err
+    assert not os.listdir(tmp_path) if os.path.exists(tmp_path) else True
+    assert main(args + ["--unroll", "0"]) == 0
+    run = tmp_path / "ring-mbd4x2-seed0"
+    result = json.load(open(run / "result.json"))
+    assert result["config"]["minibatch"] == [4, 2]
+    with np.load(run / "state.npz") as state:
+        assert state["D.minibatch.initialised"] == 1          # started from real data before the first step
+    rows = json.load(open(tmp_path / "ring_summary.json"))
+    assert [r["variant"] for r in rows] == ["minibatch discrimination (B = 4, C = 2)"]
+    assert "minibatch discrimination (B = 4, C = 2) |" in open(tmp_path / "ring_table.md").read()
+    assert main(args + ["--unroll", "0", "--iters", "5"]) == 0     # goes on from the shorter run
+    assert "going on from the 3 iterations" in capsys.readouterr().out

@@ -4,6 +4,9 @@ The unrolled-GAN paper's public code (poolio/unrolled_gan) uses, for both player
     in → Linear 128 → tanh → Linear 128 → tanh → Linear out
 with every weight orthogonal × 1.4 and every bias 0; G maps z ∈ R^256 ~ N(0, I) to the plane, D's output is a logit.
 
+A minibatch-discrimination D (`ToyMinibatchD`) has the same hidden layers, then MinibatchDiscrimination(128, B, C)
+(fastgan/nn/gan_layers.py) before its last layer, which then takes 128 + B inputs.
+
 `forward_with(params, x)` evaluates the same network with any list of weight and bias tensors in place of the
 module's own: a look-ahead copy of D can be run from tensors that are not Parameters (for instance the results of
 differentiable optimiser steps).
@@ -48,9 +51,36 @@ def forward_with(params, x):
     return x
 
 
-def toy_gan(nz=256, data_dim=2, hidden=HIDDEN, layers=LAYERS):
-    """(G, D) of the ring experiments: G: z (nz) → data_dim, D: data_dim → 1 logit."""
-    return ToyMLP(nz, data_dim, hidden, layers), ToyMLP(data_dim, 1, hidden, layers)
+class ToyMinibatchD(nn.Module):
+    """in → [Linear hidden → tanh] × layers → MinibatchDiscrimination(hidden, B, C) → Linear 1, initialised as
+    ToyMLP (the last layer's weight orthogonal × gain too)."""
+
+    def __init__(self, in_features, minibatch, hidden=HIDDEN, layers=LAYERS, gain=INIT_GAIN):
+        super().__init__()
+        b, c = minibatch
+        self.body = ToyMLP(in_features, hidden, hidden, layers - 1, gain)
+        self.minibatch = nn.MinibatchDiscrimination(hidden, b, c)
+        self.last = nn.Linear(hidden + b, 1)
+        nn.init.orthogonal_(self.last.weight, gain)
+        nn.init.constant_(self.last.bias, 0.0)
+
+    def features(self, x):
+        return F.tanh(self.body(x))
+
+    def initialise(self, real):
+        """Start the minibatch layer from a batch of real data (module doc of fastgan/nn/gan_layers.py): in the
+        toy runs D judges G's samples first, so it must not start from its first batch."""
+        self.minibatch.initialise(self.features(real))
+
+    def forward(self, x):
+        return self.last(self.minibatch(self.features(x)))
+
+
+def toy_gan(nz=256, data_dim=2, hidden=HIDDEN, layers=LAYERS, minibatch=()):
+    """(G, D) of the ring experiments: G: z (nz) → data_dim, D: data_dim → 1 logit; minibatch = (B, C) gives D
+    a minibatch-discrimination layer (ToyMinibatchD)."""
+    D = ToyMinibatchD(data_dim, minibatch, hidden, layers) if minibatch else ToyMLP(data_dim, 1, hidden, layers)
+    return ToyMLP(nz, data_dim, hidden, layers), D
 
 
 class AffineGenerator1D(nn.Module):

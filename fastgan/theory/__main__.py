@@ -16,6 +16,7 @@ import sys
 import time
 
 from fastgan.gan import G_LOSSES
+from fastgan.train import minibatch_pair
 from fastgan.utils.atomic import atomic_write
 
 from . import figures
@@ -63,6 +64,9 @@ def build_parser():
         rp.add_argument("--unroll-mode", choices=UNROLL_MODES, default="first-order",
                         help="first-order (G's gradient treats the unrolled D as constant) or exact (G's gradient "
                              "runs through the unrolled steps: gradients of gradients) (default: %(default)s)")
+        rp.add_argument("--minibatch-disc", type=minibatch_pair, default=(), metavar="B,C",
+                        help="give the vanilla GAN's D a minibatch-discrimination layer of B kernels of C dimensions "
+                             "(with --unroll 0 only)")
         rp.add_argument("--iters", type=int, default=r.iters, help="training iterations (default: %(default)s)")
         rp.add_argument("--snapshot-every", type=int, default=2500,
                         help="keep G's samples every N iterations for the pictures (default: %(default)s)")
@@ -133,7 +137,8 @@ def cmd_ring(args, out):
     snapshots = tuple(range(0, args.iters + 1, args.snapshot_every))
     base = ToyRunConfig(data=args.command, unroll_mode=args.unroll_mode, iters=args.iters,
                         batch_size=args.batch_size, nz=args.nz, lr_d=args.lr_d, lr_g=args.lr_g, beta1=args.beta1,
-                        g_loss=args.g_loss, snapshots=snapshots, log_every=args.log_every)
+                        g_loss=args.g_loss, snapshots=snapshots, log_every=args.log_every,
+                        minibatch=tuple(args.minibatch_disc))
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     results = run_sweep(base, args.unroll, seeds, out, progress=not args.no_progress)
     figure_seed = args.first_seed if args.figure_seed is None else args.figure_seed

@@ -39,12 +39,8 @@ class SweepError(RuntimeError):
     """The sweep cannot run as asked; the message says why and what to do."""
 
 
-def variant_label(config):
-    return "vanilla GAN" if config.unroll == 0 else f"unrolled GAN, K = {config.unroll} ({config.unroll_mode})"
-
-
 def run_sweep(base, unrolls, seeds, out_root, progress=True, log=print):
-    """Train (or reuse) every run; returns {unroll: [result per seed]}. base: a ToyRunConfig."""
+    """Train (or reuse) every run; returns {variant label: [result per seed]}. base: a ToyRunConfig."""
     # seed by seed, every variant of a seed together: a sweep cut short still compares like with like
     configs = [dataclasses.replace(base, unroll=k, seed=s) for s in seeds for k in unrolls]
     for config in configs:                     # every setting and folder checked before the first run starts
@@ -67,7 +63,7 @@ def run_sweep(base, unrolls, seeds, out_root, progress=True, log=print):
                 f"({result['ms_per_iter']:.1f} ms/iter)")
         else:
             log(f"{config.name}: reusing the finished run in {folder}")
-        results.setdefault(config.unroll, []).append(result)
+        results.setdefault(config.label, []).append(result)
     return results
 
 
@@ -81,11 +77,11 @@ def _mean_std(values):
 def summarise(results):
     """One row per variant: the mean ± std over seeds of each measure."""
     rows = []
-    for unroll, runs in results.items():
-        config = runs[0]["config"]
-        modes = len(TOY_2D[config["data"]]().modes)
-        row = {"variant": "vanilla GAN" if unroll == 0 else f"unrolled GAN, K = {unroll} ({config['unroll_mode']})",
-               "unroll": unroll, "seeds": len(runs), "iters": config["iters"], "modes": modes,
+    for label, runs in results.items():
+        config = ToyRunConfig.from_dict(runs[0]["config"])
+        modes = len(TOY_2D[config.data]().modes)
+        row = {"variant": label, "unroll": config.unroll, "vanilla": config.variant == "vanilla",
+               "seeds": len(runs), "iters": config.iters, "modes": modes,
                "all_modes_seeds": sum(r["modes_covered"] == modes for r in runs),
                "per_seed": [{"seed": r["config"]["seed"], "modes_covered": r["modes_covered"],
                              "high_quality": r["high_quality"], "kl_to_uniform": r["kl_to_uniform"]} for r in runs]}
@@ -114,7 +110,7 @@ def table_markdown(rows, data):
 def speed_lines(rows):
     """Seconds per run and ms per iteration (wall clock; CPU time of the process), and the ratio to vanilla."""
     lines = []
-    vanilla = next((r for r in rows if r["unroll"] == 0), None)
+    vanilla = next((r for r in rows if r["vanilla"]), None)
     for row in rows:
         (ms, ms_std), (cpu, cpu_std) = row["ms_per_iter"], row["cpu_ms_per_iter"]
         ratio = ""
@@ -144,8 +140,7 @@ def write_report(results, out_root, data, figure_seed=0):
         return f"{report.modes_covered} modes, {100 * report.high_quality:.0f} % HQ"
 
     snapshot_rows, final_rows = [], []
-    for unroll, runs in results.items():
-        label = variant_label(_config_of(runs[0]))
+    for label, runs in results.items():
         by_seed = {r["config"]["seed"]: r for r in runs}
         seed = figure_seed if figure_seed in by_seed else min(by_seed)
         snapshots = np.load(os.path.join(out_root, _config_of(by_seed[seed]).name, "snapshots.npz"))
@@ -164,6 +159,4 @@ def write_report(results, out_root, data, figure_seed=0):
 
 
 def _config_of(result):
-    saved = dict(result["config"])
-    saved["snapshots"] = tuple(saved["snapshots"])
-    return ToyRunConfig(**saved)
+    return ToyRunConfig.from_dict(result["config"])

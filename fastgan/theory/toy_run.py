@@ -7,6 +7,8 @@ The recipe is that of the unrolled-GAN paper's public code (poolio/unrolled_gan,
                 maximises D's loss); both players update simultaneously from one batch
     unrolling   K = 5 steps of D's own Adam (its current moments) on a copy, on the same batch
     length      the notebook runs 25,000 iterations; here 20,000 by default (--iters)
+    minibatch   optionally (minibatch = (B, C), vanilla only) D gets a minibatch-discrimination layer before its
+                last layer (fastgan/models/toy.py), started from a batch of real data
 What differs from the notebook: the data (its ring has radius 1, std 0.01 and, through linspace(0, 2π, 8), only 7
 distinct modes; here the paper's ring: 8 modes at 2πk/8, radius 2, std 0.02) and the iteration count.
 
@@ -63,6 +65,7 @@ class ToyRunConfig:
     g_loss: str = "minimax"
     snapshots: tuple = tuple(range(0, 20001, 2500))   # iterations after which G's samples are kept
     log_every: int = 100
+    minibatch: tuple = ()                             # (B, C): D with minibatch discrimination; () without
 
     def check(self):
         """ValueError naming the bad setting; called before anything is written."""
@@ -83,17 +86,47 @@ class ToyRunConfig:
             raise ValueError(f"--unroll must be ≥ 0 (0 = vanilla GAN), got {self.unroll}")
         if self.unroll > 0:
             check_unroll_mode(self.unroll_mode)
+        if self.minibatch:
+            if len(self.minibatch) != 2 or any(not isinstance(v, int) or v < 1 for v in self.minibatch):
+                raise ValueError(f"--minibatch-disc needs two positive integers B,C, got {list(self.minibatch)}")
+            if self.unroll:
+                raise ValueError("--minibatch-disc is a variant of the vanilla GAN here: use it with --unroll 0")
         if any(s < 0 or s > self.iters for s in self.snapshots):
             raise ValueError(f"snapshots must lie in [0, --iters = {self.iters}], got {list(self.snapshots)}")
 
     @property
     def name(self):
-        """The run's folder name, e.g. ring-unroll5-first-order-seed0 or ring-vanilla-seed0."""
-        variant = "vanilla" if self.unroll == 0 else f"unroll{self.unroll}-{self.unroll_mode}"
-        return f"{self.data}-{variant}-seed{self.seed}"
+        """The run's folder name, e.g. ring-unroll5-first-order-seed0, ring-vanilla-seed0 or ring-mbd10x3-seed0."""
+        return f"{self.data}-{self.variant}-seed{self.seed}"
+
+    @property
+    def variant(self):
+        if self.minibatch:
+            return "mbd{}x{}".format(*self.minibatch)
+        return "vanilla" if self.unroll == 0 else f"unroll{self.unroll}-{self.unroll_mode}"
+
+    @property
+    def label(self):
+        """The variant in words, as the table and the pictures name it."""
+        if self.minibatch:
+            return "minibatch discrimination (B = {}, C = {})".format(*self.minibatch)
+        return "vanilla GAN" if self.unroll == 0 else f"unrolled GAN, K = {self.unroll} ({self.unroll_mode})"
 
     def as_dict(self):
-        return {**dataclasses.asdict(self), "snapshots": sorted(set(self.snapshots) | {self.iters})}
+        saved = {**dataclasses.asdict(self), "snapshots": sorted(set(self.snapshots) | {self.iters})}
+        if not self.minibatch:         # a run without it reads as one saved before the option existed
+            del saved["minibatch"]
+        else:
+            saved["minibatch"] = list(self.minibatch)
+        return saved
+
+    @classmethod
+    def from_dict(cls, saved):
+        """The config of a saved result (JSON lists back to tuples)."""
+        saved = dict(saved)
+        saved["snapshots"] = tuple(saved["snapshots"])
+        saved["minibatch"] = tuple(saved.get("minibatch", ()))
+        return cls(**saved)
 
 
 def normal_noise(n, nz):
@@ -187,7 +220,7 @@ def train_toy_gan(config, out_dir, progress=True):
     config.check()
     fastgan.manual_seed(config.seed)
     data = TOY_2D[config.data]()
-    G, D = toy_gan(config.nz, 2, config.hidden)
+    G, D = toy_gan(config.nz, 2, config.hidden, minibatch=config.minibatch)
     opt_d = optim.Adam(D.parameters(), config.lr_d, (config.beta1, config.beta2), config.eps)
     opt_g = optim.Adam(G.parameters(), config.lr_g, (config.beta1, config.beta2), config.eps)
     look_ahead = make_look_ahead(D, opt_d, config.unroll_mode) if config.unroll else None
@@ -205,6 +238,8 @@ def train_toy_gan(config, out_dir, progress=True):
         train_seconds = earlier["train_seconds"]
         train_cpu_seconds = earlier["cpu_ms_per_iter"] * first / 1e3
         _keep_log_until(os.path.join(out_dir, "metrics.jsonl"), first)
+    elif config.minibatch:                                     # D judges G's samples first: start it on real data
+        D.initialise(fastgan.Tensor(data.sample(config.batch_size)))
     os.makedirs(out_dir, exist_ok=True)
     _write_json(os.path.join(out_dir, "config.json"), config.as_dict())
     with open(os.path.join(out_dir, "metrics.jsonl"), "a" if first else "w", encoding="utf-8") as log, \
