@@ -505,6 +505,21 @@ def test_native_bindings_refuse_wrong_dtypes():
                      0.999, 1e-8, 0.0)
 
 
+# --- minibatch discrimination's closeness ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,b,c", [(128, 100, 5), (37, 3, 2), (2, 1, 1), (1, 4, 3), (0, 2, 2), (9, 5, 0)])
+def test_minibatch_closeness(n, b, c, dtype):
+    rng = np.random.default_rng(n + b + c)
+    m, g = rand(rng, (n, b, c), dtype, 0.7), rand(rng, (n, b), dtype)
+    if n > 3:
+        m[3] = m[1]                                          # two equal examples: distance 0, sign(0) = 0
+    ours, ref = C.minibatch_closeness_forward(m), R.minibatch_closeness_forward(m)
+    close(ours, ref, dtype, "forward", scale=n)
+    close(C.minibatch_closeness_backward(g, m), R.minibatch_closeness_backward(g, m), dtype, "backward", scale=n)
+    assert ours.flags.c_contiguous
+
+
 # --- thread-count independence ------------------------------------------------------------------------------------
 
 def run_every_kernel(dtype, rng_seed=12):
@@ -529,6 +544,8 @@ def run_every_kernel(dtype, rng_seed=12):
     p, m, v = rand(rng, (100003,), dtype), np.zeros(100003, dtype), np.zeros(100003, dtype)
     C.adam_step(p, logits, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
     out += [p, m, v]
+    rows = rand(rng, (64, 7, 3), dtype)
+    out += [C.minibatch_closeness_forward(rows), C.minibatch_closeness_backward(rand(rng, (64, 7), dtype), rows)]
     return out
 
 

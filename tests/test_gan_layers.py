@@ -39,12 +39,12 @@ def numpy_minibatch_discrimination(x, T, bias=0.0):
     return np.concatenate([x, o], axis=1)
 
 
-MBD_SHAPES = [(5, 7, 4, 3), (1, 6, 3, 2), (2, 3, 1, 1), (0, 4, 2, 2)]  # (N, A, B, C): batch 1 and empty included
+MBD_SHAPES = [(5, 7, 4, 3), (1, 6, 3, 2), (2, 3, 1, 1), (0, 4, 2, 2), (33, 5, 6, 5)]  # (N, A, B, C): batch 1 and empty included
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("n, a, b, c", MBD_SHAPES)
-def test_minibatch_discrimination_matches_torch(n, a, b, c, dtype):
+def test_minibatch_discrimination_matches_torch(impl, n, a, b, c, dtype):
     x, T, bias = random_inputs((n, a), (a, b, c), (b,), seed=n + a)
     # T scaled so that the L1 distances are O(1): exp(−distance) neither 0 nor 1 and every gradient matters
     check(minibatch_discrimination, torch_minibatch_discrimination, [x, 0.3 * T], dtype=dtype)

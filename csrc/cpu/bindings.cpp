@@ -18,6 +18,7 @@ PYBIND11_MODULE(_C, m) {
     register_blas_threads(m);
     register_bfloat16(m);
     register_gemm_bf16(m);
+    register_minibatch(m);
 
     m.def("set_num_threads", [](int n) {
         if (n < 1) throw py::value_error("set_num_threads: expected a positive number of threads");

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -298,6 +299,37 @@ inline float round_to_bfloat16(float x) {
 // and LeakyReLU call it on an output run still in cache). bfloat16.cpp.
 void round_run_to_bfloat16(const float* in, float* out, index_t n);
 
+// --- e^x for x <= 0 (the loss, minibatch discrimination) -------------------------------------------------------
+
+// For double, the C library's. For float, our own, written as plain arithmetic so that a loop over elements
+// vectorises (a call to expf per element cannot), with errors of a few units in the last place. e^x is flushed to
+// 0 below x = −87.3, where it would be subnormal (below 1.2e-38): an absolute error under 1.3e-38; e^{−inf} = 0.
+//
+// Write x = k·ln2 + r with k = round(x/ln2), |r| <= ln2/2 (ln2 in two parts, so that r is exact
+// to float precision), then e^x = 2^k · e^r with e^r from its Taylor series to r^7 (truncation < 1e-8), and 2^k
+// built from its exponent bits.
+template <typename T>
+inline T exp_nonpositive(T x) {
+    if constexpr (std::is_same_v<T, double>) {
+        return std::exp(x);
+    } else {
+        const float xc = x < -87.3f ? -87.3f : x;                        // a NaN stays NaN
+        const float magic = 12582912.0f;                                 // 1.5·2^23: adding it rounds to an integer
+        const float k = (xc * 1.44269504f + magic) - magic;              // round(x / ln 2), >= -126
+        const float r = (xc - k * 0.693145752f) - k * 1.42860677e-6f;   // ln 2 = 0.693145752 + 1.42860677e-6
+        float p = 1.0f / 5040;
+        p = p * r + 1.0f / 720;
+        p = p * r + 1.0f / 120;
+        p = p * r + 1.0f / 24;
+        p = p * r + 1.0f / 6;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        const int exponent = k == k ? int(k) + 127 : 127;                // (NaN: any exponent, p is NaN)
+        return x < -87.3f ? 0.0f : p * __builtin_bit_cast(float, exponent << 23);
+    }
+}
+
 // --- registration of each source file's bindings (called from bindings.cpp) --------------------------------------
 
 void register_layout(py::module_& m);
@@ -311,6 +343,7 @@ void register_direct_weight_grad(py::module_& m);
 void register_blas_threads(py::module_& m);
 void register_bfloat16(py::module_& m);
 void register_gemm_bf16(py::module_& m);
+void register_minibatch(py::module_& m);
 
 // Whether this CPU runs the direct float32 convolutions (AVX-512; direct_conv.cpp).
 bool direct_conv_supported();

@@ -12,36 +12,10 @@ namespace fastgan {
 
 enum class Reduction { none, mean, sum };
 
-// The two transcendental functions, on the ranges the loss needs. For double, the C library's. For float, our
-// own, written as plain arithmetic so that the loop over elements vectorises (a call to expf/log1pf per element
-// cannot), with errors of a few units in the last place. e^x is flushed to 0 below x = −87.3, where it would be
-// subnormal (below 1.2e-38): an absolute error under 1.3e-38 in the loss and in σ.
+// The second transcendental function the loss needs, log(1 + e) on [0, 1] (e^x for x <= 0 is fastgan.h's
+// exp_nonpositive). For double, the C library's; for float, our own, plain arithmetic so that the loop over
+// elements vectorises.
 //
-// e^x for x <= 0. Write x = k·ln2 + r with k = round(x/ln2), |r| <= ln2/2 (ln2 in two parts, so that r is exact
-// to float precision), then e^x = 2^k · e^r with e^r from its Taylor series to r^7 (truncation < 1e-8), and 2^k
-// built from its exponent bits.
-template <typename T>
-inline T exp_nonpositive(T x) {
-    if constexpr (std::is_same_v<T, double>) {
-        return std::exp(x);
-    } else {
-        const float xc = x < -87.3f ? -87.3f : x;                        // a NaN stays NaN
-        const float magic = 12582912.0f;                                 // 1.5·2^23: adding it rounds to an integer
-        const float k = (xc * 1.44269504f + magic) - magic;              // round(x / ln 2), >= -126
-        const float r = (xc - k * 0.693145752f) - k * 1.42860677e-6f;   // ln 2 = 0.693145752 + 1.42860677e-6
-        float p = 1.0f / 5040;
-        p = p * r + 1.0f / 720;
-        p = p * r + 1.0f / 120;
-        p = p * r + 1.0f / 24;
-        p = p * r + 1.0f / 6;
-        p = p * r + 0.5f;
-        p = p * r + 1.0f;
-        p = p * r + 1.0f;
-        const int exponent = k == k ? int(k) + 127 : 127;                // (NaN: any exponent, p is NaN)
-        return x < -87.3f ? 0.0f : p * __builtin_bit_cast(float, exponent << 23);
-    }
-}
-
 // log(1 + e) for 0 <= e <= 1. With t = e/(2 + e) in [0, 1/3], 1 + e = (1 + t)/(1 − t), so
 // log(1 + e) = 2·atanh(t) = 2·(t + t³/3 + t⁵/5 + ...), to t^17 (truncation < 2e-9 relative). No 1 + e is ever
 // rounded, so tiny e keep all their digits (log1p(e) = e to working precision), which is why log1p is used at all.

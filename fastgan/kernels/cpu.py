@@ -461,6 +461,28 @@ def sigmoid_bce_forward(logits, target, reduction):
     return _C.sigmoid_bce_forward(_c(logits), _c(target), reduction)
 
 
+# --- minibatch discrimination -------------------------------------------------------------------------------------
+
+def _columns_of(m):
+    """m (N, B, C) -> its columns (B, C, N), the layout of csrc/cpu/minibatch.cpp."""
+    return np.ascontiguousarray(m.transpose(1, 2, 0))
+
+
+def minibatch_closeness_forward(m):
+    """m (N, B, C) -> o (N, B): the pairwise closeness of minibatch discrimination (reference.py)."""
+    if not _native(m.dtype, m) or m.ndim != 3:
+        return reference.minibatch_closeness_forward(m)
+    return np.ascontiguousarray(_C.minibatch_closeness_forward(_columns_of(m)).T)
+
+
+def minibatch_closeness_backward(g, m):
+    """g = ∂L/∂o (N, B), m (N, B, C) -> ∂L/∂m (N, B, C)."""
+    if not _native(m.dtype, g, m) or m.ndim != 3 or g.shape != m.shape[:2]:
+        return reference.minibatch_closeness_backward(g, m)
+    grad = _C.minibatch_closeness_backward(np.ascontiguousarray(g.T), _columns_of(m))     # (B, C, N)
+    return np.ascontiguousarray(grad.transpose(2, 0, 1))
+
+
 # --- optimisers -----------------------------------------------------------------------------------------------------
 
 def adam_step(param, grad, exp_avg, exp_avg_sq, step, lr, beta1, beta2, eps, weight_decay):

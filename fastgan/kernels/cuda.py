@@ -399,3 +399,9 @@ leaky_relu_backward_bf16 = reference._bf16_result(leaky_relu_backward, round_to_
 def matmul_bf16(a, b):
     """a @ b (matmul's rules) on operands rounded to bfloat16, summed in float32 (cuBLAS)."""
     return cupy.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
+
+
+# --- minibatch discrimination: the reference's array code, which CuPy runs as it is -------------------------------
+
+minibatch_closeness_forward = reference.minibatch_closeness_forward
+minibatch_closeness_backward = reference.minibatch_closeness_backward

@@ -32,12 +32,15 @@ backward-data, and conv_transpose2d's backward-data is a plain conv2d.
 import ml_dtypes
 import numpy as np
 
+from .. import backend
+
 __all__ = ["im2col", "col2im", "conv2d_forward", "conv2d_backward", "conv_transpose2d_forward",
            "conv_transpose2d_backward", "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward",
            "leaky_relu_backward", "sigmoid_bce_forward", "adam_step", "sgd_step", "round_to_bfloat16",
            "conv2d_forward_bf16", "conv2d_backward_bf16", "conv_transpose2d_forward_bf16",
            "conv_transpose2d_backward_bf16", "matmul_bf16", "batch_norm_act_forward_bf16",
-           "batch_norm_act_backward_bf16", "leaky_relu_forward_bf16", "leaky_relu_backward_bf16"]
+           "batch_norm_act_backward_bf16", "leaky_relu_forward_bf16", "leaky_relu_backward_bf16",
+           "minibatch_closeness_forward", "minibatch_closeness_backward"]
 
 
 # --- im2col / col2im ------------------------------------------------------------------------------------------
@@ -335,6 +338,52 @@ def sigmoid_bce_forward(logits, target, reduction):
     if reduction == "sum":
         return np.asarray(loss.sum(), dtype=logits.dtype), dlogits
     raise ValueError(f"unknown reduction {reduction!r}")
+
+
+# --- minibatch discrimination (nn/gan_layers.py) ------------------------------------------------------------------
+# For rows M_{i,b} ∈ R^C (i < N examples, b < B kernels), the closeness of each example to the others of its batch:
+#     E_{ijb} = exp(−Σ_c |M_{i,b,c} − M_{j,b,c}|) for j ≠ i, 0 for j = i (symmetric in i, j);   o_{i,b} = Σ_j E_{ijb}
+# M_{k,b,c} enters o_{k,b} through each E_{kjb} and o_{j,b} through E_{jkb}, with ∂E_{kjb}/∂M_{k,b,c} =
+# −E_{kjb}·sign(M_{k,b,c} − M_{j,b,c}); so for g = ∂L/∂o:
+#     ∂L/∂M_{k,b,c} = −Σ_j (g_{k,b} + g_{j,b})·E_{kjb}·sign(M_{k,b,c} − M_{j,b,c})      (sign(0) = 0, as torch's |x|)
+# Pairs are laid out (B, N, N), so that NumPy's loops run along N, and only (B, N, N) arrays are made: the C
+# differences are taken one at a time. The backward computes E again rather than keep it. Written with the array
+# module of the input, so that CuPy runs it too.
+
+def _closeness_pairs(m):
+    """-> (the columns (C, B, N) of m (N, B, C), a (B, N, N) buffer, E (B, N, N)), and a function that writes the
+    differences M_{i,b,c} − M_{j,b,c} of one c into the buffer at [b, i, j]."""
+    xp = backend.xp(m)
+    n, b, c = m.shape
+    columns = xp.ascontiguousarray(m.transpose(2, 1, 0))
+    buffer = xp.empty((b, n, n), m.dtype)
+
+    def differences(k):
+        return xp.subtract(columns[k][:, :, None], columns[k][:, None, :], out=buffer)
+
+    near = xp.zeros((b, n, n), m.dtype)
+    for k in range(c):
+        near += xp.abs(differences(k), out=buffer)
+    xp.exp(xp.negative(near, out=near), out=near)
+    near[:, xp.arange(n), xp.arange(n)] = 0                                  # j = i left out
+    return differences, buffer, near
+
+
+def minibatch_closeness_forward(m):
+    """m (N, B, C) -> o (N, B), o_{i,b} = Σ_{j≠i} exp(−‖M_{i,b} − M_{j,b}‖₁)."""
+    return _closeness_pairs(m)[2].sum(axis=2).T.copy()
+
+
+def minibatch_closeness_backward(g, m):
+    """g = ∂L/∂o (N, B), m (N, B, C) -> ∂L/∂m (N, B, C)."""
+    xp = backend.xp(m)
+    differences, buffer, near = _closeness_pairs(m)
+    gt = g.T                                                                 # (B, N)
+    weight = xp.multiply(gt[:, :, None] + gt[:, None, :], near, out=near)    # (g_k + g_j)·E_{kj}
+    grad = xp.empty((m.shape[2],) + gt.shape, m.dtype)                      # (C, B, N)
+    for k in range(m.shape[2]):
+        grad[k] = -xp.multiply(xp.sign(differences(k), out=buffer), weight, out=buffer).sum(axis=2)
+    return xp.ascontiguousarray(grad.transpose(2, 1, 0))
 
 
 # --- optimisers ---------------------------------------------------------------------------------------------------

@@ -1,6 +1,5 @@
-"""Two layers from "Improved Techniques for Training GANs" (Salimans et al., 2016): minibatch discrimination (one op
-of its own, `closeness`, with its derivative written out, between existing ones) and virtual batch norm (existing
-ops only).
+"""Two layers from "Improved Techniques for Training GANs" (Salimans et al., 2016): minibatch discrimination (one
+kernel of its own, the pairwise closeness, between existing ops) and virtual batch norm (existing ops only).
 
 MinibatchDiscrimination (in D): lets D compare the examples of one batch, so that a collapsed G (many z, one x) is
 easy to spot. With f(x_i) ∈ R^A the input features, a learned T ∈ R^{A×B×C} and a learned bias β ∈ R^B:
@@ -43,7 +42,7 @@ import math
 
 import numpy as np
 
-from .. import backend
+from .. import backend, dispatch
 from .. import functional as F
 from ..autograd import op
 from ..tensor import Tensor, no_grad
@@ -52,36 +51,12 @@ from .module import Module, Parameter
 
 
 def closeness(M):
-    """(N, B, C) rows M_{i,b} -> (N, B): o_{i,b} = Σ_{j≠i} exp(−‖M_{i,b} − M_{j,b}‖₁), one op.
-
-    Backward, with E_{ijb} = exp(−‖M_{i,b} − M_{j,b}‖₁) for j ≠ i (0 for j = i; symmetric) and g = ∂L/∂o: M_{k,b,c}
-    enters o_{k,b} through each E_{kjb} and o_{j,b} through E_{jkb}, with ∂E_{kjb}/∂M_{k,b,c} = −E_{kjb}·sign(M_{k,b,c} −
-    M_{j,b,c}); so ∂L/∂M_{k,b,c} = −Σ_j (g_{k,b} + g_{j,b})·E_{kjb}·sign(M_{k,b,c} − M_{j,b,c})  (sign(0) = 0, as torch's
-    |x|). Only (N, N, B) arrays are made and kept: the C differences are taken one at a time.
-    """
-    xp = backend.xp(M.data)
-    n, b, c = M.shape
-    columns = xp.ascontiguousarray(M.data.transpose(2, 1, 0))              # (C, B, N): pairs laid out (B, N, N),
-    difference = xp.empty((b, n, n), M.dtype)                               # so that loops run along N
-
-    def differences(k):                                                     # M_{i,b,k} − M_{j,b,k} at [b, i, j]
-        return xp.subtract(columns[k][:, :, None], columns[k][:, None, :], out=difference)
-
-    near = xp.zeros((b, n, n), M.dtype)
-    for k in range(c):
-        near += xp.abs(differences(k), out=difference)
-    xp.exp(xp.negative(near, out=near), out=near)                           # E = exp(−distance)
-    near[:, xp.arange(n), xp.arange(n)] = 0                                  # j = i left out
-
-    def backward(g):
-        g = g.T                                                             # (B, N)
-        weight = (g[:, :, None] + g[:, None, :]) * near                     # (B, N, N)
-        grad = xp.empty((c, b, n), M.dtype)
-        for k in range(c):
-            step = xp.sign(differences(k), out=difference)
-            grad[k] = -xp.multiply(step, weight, out=difference).sum(axis=2)
-        return (grad.transpose(2, 1, 0),)
-    return op(near.sum(axis=2).T, (M,), backward, "minibatch_closeness")
+    """(N, B, C) rows M_{i,b} -> (N, B): o_{i,b} = Σ_{j≠i} exp(−‖M_{i,b} − M_{j,b}‖₁), one op whose kernels and
+    derivative are in kernels/reference.py (minibatch_closeness_*)."""
+    forward = dispatch.kernel("minibatch_closeness_forward", M.device)
+    backward = dispatch.kernel("minibatch_closeness_backward", M.device)
+    m = M.data
+    return op(forward(m), (M,), lambda g: (backward(g, m),), "minibatch_closeness")
 
 
 def minibatch_discrimination(x, T, bias=None):
