@@ -89,7 +89,7 @@ class MinibatchDiscrimination(Module):
         init.normal_(self.theta, 0.0, 0.05)                                  # only its direction matters
         self.log_scale = Parameter(np.zeros((out_features, kernel_dim), np.float32))
         self.bias = Parameter(np.zeros(out_features, np.float32))
-        self.register_buffer("initialised", Tensor(np.zeros((), np.float32)))
+        self.register_buffer("initialised", Tensor(np.zeros(1, np.float32)))   # 1 once started from data
 
     def _flat(self, x):
         if x.ndim < 2 or math.prod(x.shape[1:]) != self.in_features:
@@ -118,7 +118,7 @@ class MinibatchDiscrimination(Module):
         scale = xp.where(nearest > 0, 2.0 / xp.maximum(nearest, 1e-30), 1.0).astype(self.theta.dtype)
         self.log_scale.data = self.log_scale.data + xp.log(scale)[:, None]   # distances scale with T: nearest 2
         self.bias.data = -xp.exp(-distances * scale).sum(axis=1).mean(axis=0).astype(self.bias.dtype)
-        self.initialised.data = xp.ones((), self.initialised.dtype)
+        self.initialised.data = xp.ones(1, self.initialised.dtype)
 
     def forward(self, x):
         x = self._flat(x)
