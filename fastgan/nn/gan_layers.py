@@ -13,8 +13,6 @@ The paper gives the formula; the authors' layer (improved-gan's nn.py) adds what
 one. o_b lies between β_b and β_b + N − 1 and enters a linear layer made for O(1) features, so its scale matters:
 - T is weight-normalised: T[:, b, c] = θ[:, b, c] · exp(s_{b,c}) / ‖θ[:, b, c]‖, learned θ (A×B×C) and log-scale s
   (B×C). Adam then turns T's directions at its usual rate but changes its scale only as fast as s, in log steps.
-  (With T itself learned, a DCGAN's D won within 250 steps and G's samples were still noise; with θ and s, G drew
-  strokes by then.)
 - It initialises itself from the first batch it sees in training mode (fastgan's rounds judge the real batch
   first, gan.py): s_b is shifted so that the mean distance from an example to its nearest neighbour is 2 on every
   kernel (c_b ≈ e⁻² to the nearest, less to the others), then β = −mean_i o(x_i), so that o starts centred on real
@@ -112,7 +110,7 @@ class MinibatchDiscrimination(Module):
         n, a, b, c = x.shape[0], self.in_features, self.out_features, self.kernel_dim
         with no_grad():
             M = (x.data @ self.T.data.reshape(a, b * c)).reshape(n, b, c)
-        distances = xp.abs(M[:, None] - M[None]).sum(axis=3)                           # (N, N, B)
+        distances = sum(xp.abs(M[:, None, :, k] - M[None, :, :, k]) for k in range(c))   # (N, N, B)
         distances += xp.where(xp.eye(n, dtype=bool), xp.inf, 0)[:, :, None]            # no example is its own
         nearest = distances.min(axis=1).mean(axis=0)                                   # (B,)
         scale = xp.where(nearest > 0, 2.0 / xp.maximum(nearest, 1e-30), 1.0).astype(self.theta.dtype)
