@@ -350,22 +350,34 @@ def sigmoid_bce_forward(logits, target, reduction):
 # differences are taken one at a time. The backward computes E again rather than keep it. Written with the array
 # module of the input, so that CuPy runs it too.
 
-def _closeness_pairs(m):
-    """-> (the columns (C, B, N) of m (N, B, C), a (B, N, N) buffer, E (B, N, N)), and a function that writes the
-    differences M_{i,b,c} − M_{j,b,c} of one c into the buffer at [b, i, j]."""
+def _pair_distances(m):
+    """-> (a function that writes the differences M_{i,b,c} − M_{j,b,c} of one c into a (B, N, N) buffer at
+    [b, i, j], that buffer, the L1 distances ‖M_{i,b} − M_{j,b}‖₁ (B, N, N)) for m (N, B, C)."""
     xp = backend.xp(m)
     n, b, c = m.shape
-    columns = xp.ascontiguousarray(m.transpose(2, 1, 0))
+    columns = xp.ascontiguousarray(m.transpose(2, 1, 0))                   # (C, B, N)
     buffer = xp.empty((b, n, n), m.dtype)
 
     def differences(k):
         return xp.subtract(columns[k][:, :, None], columns[k][:, None, :], out=buffer)
 
-    near = xp.zeros((b, n, n), m.dtype)
+    distance = xp.zeros((b, n, n), m.dtype)
     for k in range(c):
-        near += xp.abs(differences(k), out=buffer)
+        distance += xp.abs(differences(k), out=buffer)
+    return differences, buffer, distance
+
+
+def minibatch_distances(m):
+    """m (N, B, C) -> the L1 distances (B, N, N) of every pair of rows, per kernel (the layer's start from data)."""
+    return _pair_distances(m)[2]
+
+
+def _closeness_pairs(m):
+    """-> (differences, buffer) as _pair_distances, and E (B, N, N)."""
+    xp = backend.xp(m)
+    differences, buffer, near = _pair_distances(m)
     xp.exp(xp.negative(near, out=near), out=near)
-    near[:, xp.arange(n), xp.arange(n)] = 0                                  # j = i left out
+    near[:, xp.arange(m.shape[0]), xp.arange(m.shape[0])] = 0               # j = i left out
     return differences, buffer, near
 
 

@@ -43,6 +43,7 @@ import numpy as np
 from .. import backend, dispatch
 from .. import functional as F
 from ..autograd import op
+from ..kernels import reference
 from ..tensor import Tensor, no_grad
 from . import init
 from .module import Module, Parameter
@@ -110,12 +111,13 @@ class MinibatchDiscrimination(Module):
         n, a, b, c = x.shape[0], self.in_features, self.out_features, self.kernel_dim
         with no_grad():
             M = (x.data @ self.T.data.reshape(a, b * c)).reshape(n, b, c)
-        distances = sum(xp.abs(M[:, None, :, k] - M[None, :, :, k]) for k in range(c))   # (N, N, B)
-        distances += xp.where(xp.eye(n, dtype=bool), xp.inf, 0)[:, :, None]            # no example is its own
-        nearest = distances.min(axis=1).mean(axis=0)                                   # (B,)
+        distances = reference.minibatch_distances(M)                                     # (B, N, N)
+        distances[:, xp.arange(n), xp.arange(n)] = xp.inf                                # no example is its own
+        nearest = distances.min(axis=2).mean(axis=1)                                     # (B,)
         scale = xp.where(nearest > 0, 2.0 / xp.maximum(nearest, 1e-30), 1.0).astype(self.theta.dtype)
         self.log_scale.data = self.log_scale.data + xp.log(scale)[:, None]   # distances scale with T: nearest 2
-        self.bias.data = -xp.exp(-distances * scale).sum(axis=1).mean(axis=0).astype(self.bias.dtype)
+        o = dispatch.kernel("minibatch_closeness_forward", x.device)(M * scale[None, :, None])
+        self.bias.data = -o.mean(axis=0).astype(self.bias.dtype)
         self.initialised.data = xp.ones(1, self.initialised.dtype)
 
     def forward(self, x):
