@@ -6,7 +6,8 @@ given, the vanilla GAN only. Unrolling runs on the toy data only.
 
 The data (fastgan/data/sources.py): MNIST (28×28, or resized with --image-size), a folder of the user's images
 (`folder --data-dir DIR`, resized and center-cropped to --image-size, RGB or grayscale by --nc), or random images
-(`fake`, for smoke tests). The classifier-based metrics (quality report, --eval-every) need MNIST at 28×28.
+(`fake`, for smoke tests). The classifier-based metrics (quality report, --eval-every) need MNIST (at any size: samples
+of another size are scaled to 28×28 for the classifier).
 
 A run folder (its format: fastgan/checkpoint.py) holds:
     config.json                  the settings of the run
@@ -19,7 +20,7 @@ A run folder (its format: fastgan/checkpoint.py) holds:
     checkpoint.json + checkpoint-epoch-NNN-<sha>.safetensors
                                  G, D, both optimisers, the fixed noise and the RNG state after the last finished
                                  epoch (safetensors + JSON: nothing in them can run code), written atomically
-    quality.json, quality.txt    the classifier-based sample quality at the end (MNIST at 28×28, if the MNIST
+    quality.json, quality.txt    the classifier-based sample quality at the end (MNIST at any size, if the MNIST
                                  classifier is cached)
     mnist_fid.png                MNIST-FID against the epoch (with --eval-every N)
 `--resume RUN_DIR` continues from the checkpoint and gives exactly the result an uninterrupted run would have; a run
@@ -337,8 +338,8 @@ def resolve_shape(config):
 
 
 def classifier_applies(config):
-    """Whether the MNIST classifier's metrics (quality report, --eval-every) apply: MNIST at its own 28×28."""
-    return config["dataset"] == "mnist" and config["image_size"] == MNIST_SIZE
+    """Whether the MNIST classifier's metrics (quality report, --eval-every) apply: MNIST, at any size."""
+    return config["dataset"] == "mnist"
 
 
 def combination_errors(config):
@@ -360,7 +361,7 @@ def combination_errors(config):
         errors.append(f"--strict is for dataset folder (it stops at an unreadable image file); dataset {dataset} "
                       "reads no image files")
     if config["eval_every"] and not classifier_applies(config):
-        errors.append(f"--eval-every: the classifier-based metrics need MNIST at {MNIST_SIZE}×{MNIST_SIZE}, not "
+        errors.append(f"--eval-every: the classifier-based metrics need MNIST (at any size), not "
                       f"dataset {dataset} at {size}×{size} (its run has sample grids, losses and epoch times)")
     toolbox = [flag for key, flag in (("vbn", "--vbn"), ("minibatch_disc", "--minibatch-disc"),
                                       ("conditional", "--conditional")) if config.get(key)]
@@ -379,12 +380,14 @@ def combination_errors(config):
 def load_data(config, progress=True):
     """(the run's training images as an ImageSet: the recipe's subset, then the first --limit of them; the MNIST
     digits when the classifier's metrics apply, else None)."""
+    mnist = None
     if classifier_applies(config):  # the test digits too: the quality report compares with them
         mnist = load_mnist(config["data_dir"], progress=progress)
+    if mnist is not None and config["image_size"] == MNIST_SIZE:
         data = ImageSet(mnist.x_train[:, None], f"MNIST train ({len(mnist.x_train)} images)", mnist.y_train,
                         f"mnist-train-{MNIST_SIZE}px")  # as fastgan.data.mnist_images names it
     else:
-        mnist, fake = None, config["dataset"] == "fake"
+        fake = config["dataset"] == "fake"
         data = load_images(config["dataset"], config["image_size"], config["nc"], config["data_dir"],
                            count=(config["limit"] or FAKE_COUNT) if fake else None, strict=bool(config["strict"]),
                            progress=progress)

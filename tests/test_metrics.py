@@ -174,3 +174,57 @@ def test_training_writes_the_quality_report(tmp_path, monkeypatch, capsys):
 
     assert eval_cli.main(["quality", straight, "--samples", "20", "--no-progress"]) == 0
     assert "MNIST-FID" in capsys.readouterr().out
+
+
+# --- MNIST at another size ------------------------------------------------------------------------------------------
+
+def test_samples_of_another_size_are_judged_at_28_like_the_floor():
+    """A generator that draws its training digits exactly, at 64×64, scores its floor: the samples are scaled to 28×28
+    the way the floor's training digits went 28 → 64 → 28."""
+    from fastgan.data.resize import resize_images
+    from fastgan.eval.quality import QualityEvaluator, format_report, to_mnist_size
+    rng = np.random.default_rng(3)
+    digits = np.zeros((40, 28, 28), np.uint8)
+    for i, d in enumerate(digits):  # bars of different places and widths: features that differ between images
+        d[4 + i % 9:12 + i % 13, 3 + i % 7:20 - i % 5] = rng.integers(120, 256)
+    data = MNIST(digits, rng.integers(0, 10, 40).astype(np.uint8), digits[::-1].copy(),
+                 rng.integers(0, 10, 40).astype(np.uint8))
+    model = clf.MNISTClassifier()
+    at_64 = QualityEvaluator.from_mnist(data, 40, model, 0.99, image_size=64)  # 40 of 40: every training digit
+    at_28 = QualityEvaluator.from_mnist(data, 40, model, 0.99)
+    drawn = resize_images(digits, 64).astype(np.float64) / 255  # (40, 1, 64, 64) in [0, 1]
+    report = at_64(drawn.reshape(40, -1))
+    assert report["image_size"] == 64 and report["samples"] == 40
+    assert report["mnist_fid"] == pytest.approx(report["mnist_fid_floor"], abs=1e-6)
+    assert report["mnist_fid_floor"] != pytest.approx(at_28.floor, abs=1e-3)  # the round trip changed the digits
+    assert "samples 64×64 → 28×28" in "\n".join(format_report(report))
+    small = to_mnist_size(drawn, 64)
+    assert small.shape == (40, 1, 28, 28) and small.dtype == np.float32
+    assert np.abs(small - digits[:, None] / 255).mean() < 0.05  # near the digits they were made from
+    assert to_mnist_size(digits / 255, 28).shape == (40, 1, 28, 28)
+    with pytest.raises(ValueError, match=r"expected .*28×28 images, got shape \(40, 1, 64, 64\)"):
+        to_mnist_size(drawn, 28)
+
+
+def test_a_run_on_mnist_at_64_gets_the_quality_report(tmp_path, monkeypatch, capsys):
+    rng = np.random.default_rng(0)
+    data = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300).astype(np.uint8),
+                 rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), rng.integers(0, 10, 30).astype(np.uint8))
+    from fastgan.data import mnist_resized
+    monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: data)
+    monkeypatch.setattr(mnist_resized, "load_mnist", lambda data_dir=None, cache_dir=None, progress=True: data)
+    monkeypatch.setattr(eval_cli, "load_mnist", lambda data_dir=None, progress=True: data)
+    monkeypatch.setattr(train, "plot_losses", lambda *args, **kwargs: None)
+    clf.save_classifier(clf.MNISTClassifier(), clf.classifier_path(), 0.99)
+    out = str(tmp_path / "run")
+    assert train.main(["mnist", "--model", "dcgan64", "--image-size", "64", "--ngf", "4", "--ndf", "4",
+                       "--batch-size", "8", "--limit", "16", "--epochs", "1", "--eval-every", "1",
+                       "--eval-samples", "20", "--no-progress", "--out", out]) == 0
+    assert "epoch 1: MNIST-FID" in capsys.readouterr().out
+    report = json.load(open(os.path.join(out, "quality.json")))
+    assert report["image_size"] == 64 and report["samples"] == 20
+    assert eval_cli.main(["quality", out, "--samples", "20", "--no-progress"]) == 0
+    assert "samples 64×64 → 28×28" in capsys.readouterr().out
+    assert eval_cli.main(["parzen", out, "--samples", "4", "--no-progress"]) == 1
+    assert "needs a run on MNIST at 28×28" in capsys.readouterr().err

@@ -109,16 +109,18 @@ def test_a_failed_run_is_recorded_and_skipped(tmp_path, commands, monkeypatch, c
     assert len(trainings(commands)) == 1
 
 
-def test_the_64px_run_is_timed_against_torch(tmp_path, commands):
+def test_the_64px_run_is_scored_and_timed_against_torch(tmp_path, commands):
     root = str(tmp_path / "table")
     assert toolbox_table.main(["--out-root", root, "--configs", "dcgan64-mnist64", "--limit", "8", "--batch-size",
-                               "4", "--dcgan64-epochs", "1", "--torch-steps", "1"]) == 0
+                               "4", "--dcgan64-epochs", "1", "--torch-steps", "1", "--samples", "10"]) == 0
     assert [a[1] if a[0] == "-m" else a[0] for a in commands] == ["fastgan.train",
                                                                   os.path.join("benchmarks", "train_step.py")]
     assert commands[1][1:] == ["--model", "dcgan64", "--nc", "1", "--batch-size", "4", "--threads", "1",
                                "--steps", "1"]
     text = table(root)
     assert "dcgan64-mnist64 (`--model dcgan64`, seed 0): 1/1 epochs trained" in text
+    report = json.load(open(os.path.join(root, "dcgan64-mnist64-seed0", "quality.json")))  # written by its training
+    assert report["image_size"] == 64 and f"MNIST-FID {report['mnist_fid']:.2f} (floor " in text
     assert "benchmarks/train_step.py, same model, batch and threads: fastgan " in text and " s/epoch, torch " in text
     assert "DCGAN 64x64 grey training step, batch 4, 1 threads" in open(
         os.path.join(root, "dcgan64-mnist64-seed0", "torch_step.txt")).read()

@@ -86,21 +86,22 @@ def build_parser():
 MNIST_SHAPE = (1, 28, 28)
 
 
-def require_mnist(config, metric):
-    """EvalError unless the run learned MNIST at 28×28: `metric` compares with MNIST's test digits."""
+def require_mnist(config, metric, any_size=True):
+    """EvalError unless the run learned MNIST (at 28×28 unless any_size): `metric` compares with MNIST's test
+    digits (samples of another size are scaled to 28×28 for the classifier: fastgan.eval.quality)."""
     dataset, shape = config.get("dataset", "mnist"), image_shape(config)
-    if dataset != "mnist" or shape != MNIST_SHAPE:
-        raise EvalError(f"{metric} needs MNIST-like 28×28 grayscale data (it compares with the MNIST test digits), "
-                        f"and this run trained model {config['model']} on {dataset} at {'×'.join(map(str, shape))} "
-                        "(MNIST resized to 64 is not scored either); its sample grids, losses and "
-                        "`python -m fastgan.eval time` apply")
+    if dataset != "mnist" or not (any_size or shape == MNIST_SHAPE):
+        needs = "MNIST (grayscale digits, at any size)" if any_size else "MNIST at 28×28"
+        raise EvalError(f"{metric} needs a run on {needs}: it compares with the MNIST test digits, and this run "
+                        f"trained model {config['model']} on {dataset} at {'×'.join(map(str, shape))}; its sample "
+                        "grids, losses and `python -m fastgan.eval time` apply")
 
 
 def run_parzen(args):
     if args.samples < 2 or (args.limit is not None and args.limit < 1):
         raise EvalError("--samples must be at least 2 and --limit at least 1")
     G, config, recipe = load_generator(args.run_dir)
-    require_mnist(config, "the Parzen estimate")
+    require_mnist(config, "the Parzen estimate (the 2014 paper's protocol, in 28×28 pixel space)", any_size=False)
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     unit = lambda a: mnist_to_float(a, (0, 1), dtype="float64").reshape(len(a), -1)  # noqa: E731
     validation = unit(mnist.x_train[50000:51000][:args.limit])    # the first 1,000 of train[50000:60000]
@@ -129,7 +130,8 @@ def run_quality(args):
     conditional = check_digit(G, args.digit)
     mnist = load_mnist(args.data_dir, progress=not args.no_progress)
     model, test_accuracy = clf.load_or_train_classifier(mnist=mnist, progress=not args.no_progress)
-    evaluator = quality.QualityEvaluator.from_mnist(mnist, args.samples, model, test_accuracy)
+    evaluator = quality.QualityEvaluator.from_mnist(mnist, args.samples, model, test_accuracy,
+                                                    image_size=image_shape(config)[-1])
     n = evaluator.reference_images
     labels = requested_labels(n, args.digit) if conditional else None
     report = evaluator(sample_images(G, recipe, config["nz"], n, seed=args.seed, labels=labels), labels)

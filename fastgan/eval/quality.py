@@ -9,6 +9,11 @@ digit, overall and per digit.
 Both real subsets are fixed random ones (seed 0), never the first N: the first half of the MNIST test set comes from
 cleaner writers than the second, and the first 2,000 test images against the last 2,000 training images give a
 "floor" of 237 where random subsets give 25.
+
+A run on MNIST at another size (e.g. 64×64 for the DCGAN tutorial's model) is judged by the same classifier: its
+samples are scaled to 28×28 (as 8-bit pictures, by the resize that made its training images, Pillow bilinear with
+antialiasing). The floor then scores training digits that went the same way, 28 → S → 28: what a generator that
+drew its training images exactly would get. The test images stay MNIST's own.
 """
 import json
 import os
@@ -16,6 +21,8 @@ import os
 import numpy as np
 
 from fastgan.data.mnist import mnist_to_float
+from fastgan.data.mnist_resized import NATIVE_SIZE as MNIST_SIZE
+from fastgan.data.resize import resize_images
 from fastgan.utils.atomic import atomic_write
 
 from . import classifier as clf
@@ -27,11 +34,25 @@ REPORT_NAME = "quality"
 SUBSET_SEED = 0
 
 
+def to_mnist_size(images, size):
+    """Grayscale pixels in [0, 1] ((N, size·size) or (N, 1, size, size)) as (N, 1, 28, 28) float32 in [0, 1]: as they
+    are at size 28, else rounded to 8 bits and resized (fastgan.data.resize, as MNIST was resized to `size`)."""
+    x = np.asarray(images, dtype=np.float64)
+    if x.ndim < 2 or x[0].size != size * size:
+        raise ValueError(f"to_mnist_size: expected grayscale {size}×{size} images, got shape {x.shape}")
+    x = x.reshape(-1, 1, size, size)
+    if size == MNIST_SIZE:
+        return x.astype(np.float32)
+    pixels = np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return mnist_to_float(resize_images(pixels, MNIST_SIZE), (0, 1))  # as the floor's digits are made
+
+
 class QualityEvaluator:
     """Holds the classifier and the reference statistics (computed once); call it on samples to get a report."""
 
-    def __init__(self, model, test_accuracy, test_images, floor_images):
-        self.model, self.test_accuracy = model, test_accuracy
+    def __init__(self, model, test_accuracy, test_images, floor_images, image_size=MNIST_SIZE):
+        """test_images, floor_images: (N, 1, 28, 28) in [0, 1]; image_size: the side of the samples to judge."""
+        self.model, self.test_accuracy, self.image_size = model, test_accuracy, image_size
         test_probs, test_features = clf.predict(model, test_images)
         self.test_stats = feature_statistics(test_features)
         self.test_inception_score = inception_score(test_probs)[0]
@@ -40,22 +61,26 @@ class QualityEvaluator:
         self.reference_images = len(test_images)
 
     @classmethod
-    def from_mnist(cls, mnist, n, model=None, test_accuracy=None, classifier_path=None):
-        """References from an MNIST object: n test images and n training images (the floor), fixed random subsets;
-        the classifier from the cache unless given."""
+    def from_mnist(cls, mnist, n, model=None, test_accuracy=None, classifier_path=None, image_size=MNIST_SIZE):
+        """References from an MNIST object: n test images and n training images (the floor; resized 28 → image_size
+        → 28 for samples of another size), fixed random subsets; the classifier from the cache unless given."""
         if model is None:
             model, test_accuracy = clf.load_classifier(classifier_path)
         n = min(n, len(mnist.x_test), len(mnist.x_train))
         pick = np.random.default_rng(SUBSET_SEED)  # its own generator: fastgan's random stream is not touched
         test = np.sort(pick.permutation(len(mnist.x_test))[:n])
         train = np.sort(pick.permutation(len(mnist.x_train))[:n])
-        return cls(model, test_accuracy, mnist_to_float(mnist.x_test[test], (0, 1)),
-                   mnist_to_float(mnist.x_train[train], (0, 1)))
+        floor = mnist.x_train[train]
+        if image_size != MNIST_SIZE:
+            floor = resize_images(resize_images(floor, image_size), MNIST_SIZE)[:, 0]
+        return cls(model, test_accuracy, mnist_to_float(mnist.x_test[test], (0, 1)), mnist_to_float(floor, (0, 1)),
+                   image_size)
 
     def __call__(self, samples, labels=None):
-        """samples: (N, 784) or (N, 1, 28, 28) pixels in [0, 1] -> the report as a dict of plain numbers.
-        labels: the (N,) digits a conditional G was asked for; the report then holds the per-class accuracy."""
-        images = np.asarray(samples, dtype=np.float32).reshape(-1, 1, 28, 28)
+        """samples: (N, S·S) or (N, 1, S, S) pixels in [0, 1], S the evaluator's image_size -> the report as a dict of
+        plain numbers. labels: the (N,) digits a conditional G was asked for; the report then holds the per-class
+        accuracy."""
+        images = to_mnist_size(samples, self.image_size)
         probs, features = clf.predict(self.model, images)
         histogram = class_histogram(probs, 10)
         score, score_std = inception_score(probs)
@@ -69,7 +94,8 @@ class QualityEvaluator:
                 "inception_score": score, "inception_score_std": score_std,
                 "mnist_fid": frechet_distance(*feature_statistics(features), *self.test_stats),
                 "mnist_fid_floor": self.floor, "test_inception_score": self.test_inception_score,
-                "reference_test_images": self.reference_images, "classifier_test_accuracy": self.test_accuracy}
+                "reference_test_images": self.reference_images, "classifier_test_accuracy": self.test_accuracy,
+                "image_size": self.image_size}
 
 
 def format_report(report):
@@ -81,8 +107,11 @@ def format_report(report):
                           for d, a in enumerate(report["per_class_accuracy_by_digit"]))
         accuracy = [f"  per-class acc.    {100 * report['per_class_accuracy']:.2f} % of the samples are the requested "
                     f"digit", f"  by digit          {digits}"]
+    size = report.get("image_size", MNIST_SIZE)
+    scaled = [] if size == MNIST_SIZE else [f"  scaled            samples {size}×{size} → 28×28; the floor's training "
+                                            f"digits 28 → {size} → 28"]
     return [f"Sample quality by the MNIST classifier ({report['samples']} samples, "
-            f"{report['reference_test_images']} test images)", *accuracy,
+            f"{report['reference_test_images']} test images)", *scaled, *accuracy,
             f"  class histogram   {hist}",
             f"  modes covered     {report['modes_covered']}/10 digits with ≥ 1 % of the samples; "
             f"KL to uniform {report['kl_to_uniform']:.4f}",
@@ -137,21 +166,22 @@ class TrainingQuality:
     """
 
     def __init__(self, config, mnist, run_dir):
-        """mnist: the MNIST digits (the references), or None when the run's data is not MNIST at 28×28."""
+        """mnist: the MNIST digits (the references), or None when the run's data is not MNIST (at any size)."""
         self.config, self.mnist, self.run_dir = config, mnist, run_dir
         self.every, self.samples = config.get("eval_every", 0), config.get("eval_samples", 0)
         self.evaluator, self.unavailable = None, False  # built on first use: classifier + reference features
 
     def after_epoch(self, G, recipe, epoch, final, metrics_path):
         periodic = self.every > 0 and (epoch + 1) % self.every == 0
-        if self.mnist is None:  # not MNIST at 28×28: the classifier's metrics do not apply
+        if self.mnist is None:  # not MNIST: the classifier's metrics do not apply
             return
         if self.samples <= 0 or self.unavailable or not (periodic or (final and clf.cached_classifier_exists())):
             return
         with isolated_rng(self.config["seed"]):  # the training run's random stream stays where it was
             if self.evaluator is None:
                 try:
-                    self.evaluator = QualityEvaluator.from_mnist(self.mnist, self.samples)
+                    self.evaluator = QualityEvaluator.from_mnist(self.mnist, self.samples,
+                                                                 image_size=self.config["image_size"])
                 except clf.ClassifierError as err:
                     print(f"quality evaluation skipped: {err}", flush=True)
                     self.unavailable = True
