@@ -11,14 +11,16 @@ cleaner writers than the second, and the first 2,000 test images against the las
 "floor" of 237 where random subsets give 25.
 
 A run on MNIST at another size (e.g. 64×64 for the DCGAN tutorial's model) is judged by the same classifier: its
-samples are scaled to 28×28 (as 8-bit pictures, by the resize that made its training images, Pillow bilinear with
-antialiasing). The floor then scores training digits that went the same way, 28 → S → 28: what a generator that
-drew its training images exactly would get. The test images stay MNIST's own.
+samples are rounded to 8 bits and scaled to 28×28 by Pillow's Lanczos filter (of Pillow's filters the one that
+loses least on the way back: benchmarks/downscale_floor.py, docs/evaluation.md). The floor then scores training digits
+that went the same way, 28 → S → 28: what a generator that drew its training images exactly would get. The test
+images stay MNIST's own.
 """
 import json
 import os
 
 import numpy as np
+from PIL import Image
 
 from fastgan.data.mnist import mnist_to_float
 from fastgan.data.mnist_resized import NATIVE_SIZE as MNIST_SIZE
@@ -44,7 +46,13 @@ def to_mnist_size(images, size):
     if size == MNIST_SIZE:
         return x.astype(np.float32)
     pixels = np.rint(np.clip(x, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return mnist_to_float(resize_images(pixels, MNIST_SIZE), (0, 1))  # as the floor's digits are made
+    return mnist_to_float(downscale(pixels[:, 0]), (0, 1))  # as the floor's digits are made
+
+
+def downscale(pixels):
+    """uint8 grayscale squares (N, S, S) → (N, 28, 28) by Pillow's Lanczos filter."""
+    return np.stack([np.asarray(Image.fromarray(p, "L").resize((MNIST_SIZE, MNIST_SIZE), Image.LANCZOS))
+                     for p in pixels]) if len(pixels) else np.zeros((0, MNIST_SIZE, MNIST_SIZE), np.uint8)
 
 
 class QualityEvaluator:
@@ -72,7 +80,7 @@ class QualityEvaluator:
         train = np.sort(pick.permutation(len(mnist.x_train))[:n])
         floor = mnist.x_train[train]
         if image_size != MNIST_SIZE:
-            floor = resize_images(resize_images(floor, image_size), MNIST_SIZE)[:, 0]
+            floor = downscale(resize_images(floor, image_size)[:, 0])  # up as training scales MNIST, then down
         return cls(model, test_accuracy, mnist_to_float(mnist.x_test[test], (0, 1)), mnist_to_float(floor, (0, 1)),
                    image_size)
 
