@@ -139,14 +139,23 @@ def test_cache_checksum_and_retraining(tmp_path, monkeypatch):
 
 # --- the quality report written by training -----------------------------------------------------------------------
 
-def test_training_writes_the_quality_report(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def scored_digits(tmp_path, monkeypatch):
+    """300 random training and 30 test "digits" behind training and the eval CLI (MNIST resized too), an empty
+    cache holding an untrained classifier (but a classifier)."""
+    from fastgan.data import mnist_resized
     rng = np.random.default_rng(0)
     data = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300).astype(np.uint8),
                  rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), rng.integers(0, 10, 30).astype(np.uint8))
     monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: data)
+    monkeypatch.setattr(mnist_resized, "load_mnist", lambda data_dir=None, cache_dir=None, progress=True: data)
     monkeypatch.setattr(eval_cli, "load_mnist", lambda data_dir=None, progress=True: data)
-    clf.save_classifier(clf.MNISTClassifier(), clf.classifier_path(), 0.99)  # untrained, but a classifier
+    clf.save_classifier(clf.MNISTClassifier(), clf.classifier_path(), 0.99)
+    return data
+
+
+def test_training_writes_the_quality_report(tmp_path, monkeypatch, capsys, scored_digits):
     args = ["mnist", "--model", "mlp", "--limit", "200", "--no-progress", "--eval-every", "1", "--eval-samples", "20"]
 
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
@@ -206,17 +215,8 @@ def test_samples_of_another_size_are_judged_at_28_like_the_floor():
         to_mnist_size(drawn, 28)
 
 
-def test_a_run_on_mnist_at_64_gets_the_quality_report(tmp_path, monkeypatch, capsys):
-    rng = np.random.default_rng(0)
-    data = MNIST(rng.integers(0, 256, (300, 28, 28), dtype=np.uint8), rng.integers(0, 10, 300).astype(np.uint8),
-                 rng.integers(0, 256, (30, 28, 28), dtype=np.uint8), rng.integers(0, 10, 30).astype(np.uint8))
-    from fastgan.data import mnist_resized
-    monkeypatch.setenv("FASTGAN_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(train, "load_mnist", lambda data_dir=None, progress=True: data)
-    monkeypatch.setattr(mnist_resized, "load_mnist", lambda data_dir=None, cache_dir=None, progress=True: data)
-    monkeypatch.setattr(eval_cli, "load_mnist", lambda data_dir=None, progress=True: data)
+def test_a_run_on_mnist_at_64_gets_the_quality_report(tmp_path, monkeypatch, capsys, scored_digits):
     monkeypatch.setattr(train, "plot_losses", lambda *args, **kwargs: None)
-    clf.save_classifier(clf.MNISTClassifier(), clf.classifier_path(), 0.99)
     out = str(tmp_path / "run")
     assert train.main(["mnist", "--model", "dcgan64", "--image-size", "64", "--ngf", "4", "--ndf", "4",
                        "--batch-size", "8", "--limit", "16", "--epochs", "1", "--eval-every", "1",
