@@ -134,6 +134,24 @@ def test_gemm_bf16(gemm_path, mkn):
     check_within(got, reference.matmul_bf16(a, b).astype(np.float64), gemm_bound(a, b), f"gemm_bf16 {gemm_path}")
 
 
+def layouts(x):
+    """x as a C-ordered, a Fortran-ordered and a strided (contiguous in neither dimension) array."""
+    strided = np.zeros((x.shape[0], 2 * x.shape[1]), x.dtype)[:, ::2]
+    strided[...] = x
+    return {"C": np.ascontiguousarray(x), "F": np.asfortranarray(x), "strided": strided}
+
+
+@pytest.mark.parametrize("a_layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("b_layout", ["C", "F", "strided"])
+def test_gemm_bf16_packs_every_layout(gemm_path, a_layout, b_layout):
+    """Whole tiles and edge tiles of operands contiguous in rows, in columns or in neither (each packed its way)."""
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((40, 70)).astype(np.float32), rng.standard_normal((70, 50)).astype(np.float32)
+    want = reference.matmul_bf16(a, b).astype(np.float64)
+    got = native_cpu().gemm_bf16(layouts(a)[a_layout], layouts(b)[b_layout], gemm_path)
+    check_within(got, want, gemm_bound(a, b), f"gemm_bf16 {gemm_path}, a {a_layout}, b {b_layout}")
+
+
 def test_gemm_bf16_strides_stacks_and_out(gemm_path):
     """Transposed and strided views are read in place; stacks follow matmul's broadcasting; out is written."""
     cpu, rng = native_cpu(), np.random.default_rng(2)

@@ -98,12 +98,12 @@ def test_two_dcgan_steps_match_the_reference(emulated_cuda, monkeypatch, dtype, 
         np.testing.assert_allclose(ours[name], expected[name], err_msg=name, **tol)
 
 
-# --- the bfloat16 products (the *_bf16 kernels), on the CUDA implementation, which has them all (Triton's bfloat16
-# convolutions, which its interpreter cannot run, are tested in test_triton_kernels.py) -----------------------------
+# --- the bfloat16 products (the *_bf16 kernels): the CUDA implementation, emulated or on a GPU, and Triton's on a GPU
+# (Triton's interpreter cannot round to bfloat16 or multiply bfloat16 tiles: test_triton_kernels.py) -----------------
 
-@pytest.fixture(params=["cuda-emulated"] + (GPU_PARAMS[:1] if backend.cuda_available() else []))
+@pytest.fixture(params=["cuda-emulated"] + (GPU_PARAMS if backend.cuda_available() else []))
 def cuda_impl(request):
-    """The CUDA implementation, emulated or (on a GPU) on the device: the one with every bfloat16 kernel."""
+    """An implementation that runs the bfloat16 kernels here: CUDA, emulated or on the device, and on a GPU Triton."""
     return _implementation(request)
 
 

@@ -47,6 +47,14 @@ def test_package_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True, env=dict(os.environ, TRITON_INTERPRET="1"))
 
 
+def test_every_kernel_is_there():
+    """The package has every kernel that dispatch knows (the bfloat16 ones too, which run on a GPU only)."""
+    module = dispatch.implementation("triton")
+    if module is None:
+        pytest.skip(f"the triton implementation is not available: {dispatch.why_unavailable('triton')}")
+    assert [op for op in dispatch.describe("cpu") if not hasattr(module, op)] == []
+
+
 def test_without_a_triton_gpu_driver_the_implementation_does_not_load_and_says_why():
     """A GPU that CuPy can use (faked here) but no GPU driver for Triton, as with Triton 3.6 beside a CPU-only torch:
     the first launch would fail with "0 active drivers", so the implementation refuses to load, and dispatch offers

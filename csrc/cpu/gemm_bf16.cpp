@@ -79,37 +79,66 @@ struct Strided {
     float at(index_t i, index_t k) const { return data[i * s0 + k * s1]; }
 };
 
+// Packing reads every operand once and is, at the convolutions' shapes, most of the GEMM's memory traffic, so each
+// tile is copied along whichever of its two dimensions is contiguous in memory (a loop the compiler vectorises:
+// to_bf16 is integer arithmetic without branches); a tile at the matrix's edge, or of an operand contiguous in
+// neither dimension, is copied element by element with the zero padding.
+
 // A (M, K) → tiles of 16 rows × 32 values of K: tile (mb, kb) at packed + (mb*KB + kb)*kTileElems, row r holding
 // A[16mb + r, 32kb .. 32kb + 31]; zeros past M and K.
+void pack_a_tile(const Strided& a, index_t i0, index_t k0, bf16* tile) {
+    const float* p = a.data + i0 * a.s0 + k0 * a.s1;
+    if (i0 + kTileRows <= a.rows && k0 + kTileK <= a.cols && a.s1 == 1) {         // rows contiguous
+        for (index_t r = 0; r < kTileRows; ++r)
+            for (index_t c = 0; c < kTileK; ++c) tile[r * kTileK + c] = to_bf16(p[r * a.s0 + c]);
+    } else if (i0 + kTileRows <= a.rows && k0 + kTileK <= a.cols && a.s0 == 1) {  // columns contiguous
+        for (index_t c = 0; c < kTileK; ++c)
+            for (index_t r = 0; r < kTileRows; ++r) tile[r * kTileK + c] = to_bf16(p[c * a.s1 + r]);
+    } else {
+        for (index_t r = 0; r < kTileRows; ++r)
+            for (index_t c = 0; c < kTileK; ++c) {
+                const index_t i = i0 + r, k = k0 + c;
+                tile[r * kTileK + c] = i < a.rows && k < a.cols ? to_bf16(a.at(i, k)) : 0;
+            }
+    }
+}
+
 void pack_a(const Strided& a, index_t KB, bf16* packed) {
     const index_t MB = (a.rows + kTileRows - 1) / kTileRows;
 #pragma omp parallel for schedule(static) if (a.rows * a.cols > kParallelGrain)
     for (index_t mb = 0; mb < MB; ++mb)
-        for (index_t kb = 0; kb < KB; ++kb) {
-            bf16* tile = packed + (mb * KB + kb) * kTileElems;
-            for (index_t r = 0; r < kTileRows; ++r)
-                for (index_t c = 0; c < kTileK; ++c) {
-                    const index_t i = mb * kTileRows + r, k = kb * kTileK + c;
-                    tile[r * kTileK + c] = i < a.rows && k < a.cols ? to_bf16(a.at(i, k)) : 0;
-                }
-        }
+        for (index_t kb = 0; kb < KB; ++kb)
+            pack_a_tile(a, mb * kTileRows, kb * kTileK, packed + (mb * KB + kb) * kTileElems);
 }
 
 // B (K, N) → tiles of 32 values of K × 16 columns, in pairs: tile (nb, kb) at packed + (nb*KB + kb)*kTileElems,
 // row r holding B[32kb + 2r, n], B[32kb + 2r + 1, n] for n = 16nb .. 16nb + 15; zeros past K and N.
+void pack_b_tile(const Strided& b, index_t k0, index_t n0, bf16* tile) {
+    const float* p = b.data + k0 * b.s0 + n0 * b.s1;
+    if (k0 + kTileK <= b.rows && n0 + 16 <= b.cols && b.s1 == 1) {         // rows contiguous: two rows make a row
+        for (index_t r = 0; r < kTileRows; ++r)
+            for (index_t c = 0; c < 16; ++c)
+                for (index_t e = 0; e < 2; ++e) tile[(r * 16 + c) * 2 + e] = to_bf16(p[(2 * r + e) * b.s0 + c]);
+    } else if (k0 + kTileK <= b.rows && n0 + 16 <= b.cols && b.s0 == 1) {  // columns contiguous: a column, in pairs
+        for (index_t c = 0; c < 16; ++c)
+            for (index_t r = 0; r < kTileRows; ++r)
+                for (index_t e = 0; e < 2; ++e) tile[(r * 16 + c) * 2 + e] = to_bf16(p[c * b.s1 + 2 * r + e]);
+    } else {
+        for (index_t r = 0; r < kTileRows; ++r)
+            for (index_t c = 0; c < 16; ++c)
+                for (index_t e = 0; e < 2; ++e) {
+                    const index_t k = k0 + 2 * r + e, n = n0 + c;
+                    tile[(r * 16 + c) * 2 + e] = k < b.rows && n < b.cols ? to_bf16(b.at(k, n)) : 0;
+                }
+    }
+}
+
 void pack_b(const Strided& b, index_t KB, bf16* packed) {
     const index_t NB = (b.cols + 15) / 16;
 #pragma omp parallel for schedule(static) if (b.rows * b.cols > kParallelGrain)
     for (index_t nb = 0; nb < NB; ++nb)
-        for (index_t kb = 0; kb < KB; ++kb) {
-            bf16* tile = packed + (nb * KB + kb) * kTileElems;
-            for (index_t r = 0; r < kTileRows; ++r)
-                for (index_t c = 0; c < 16; ++c)
-                    for (index_t e = 0; e < 2; ++e) {
-                        const index_t k = kb * kTileK + 2 * r + e, n = nb * 16 + c;
-                        tile[(r * 16 + c) * 2 + e] = k < b.rows && n < b.cols ? to_bf16(b.at(k, n)) : 0;
-                    }
-        }
+        for (index_t kb = 0; kb < KB; ++kb)
+            pack_b_tile(b, kb * kTileK, nb * 16, packed + (nb * KB + kb) * kTileElems);
 }
 
 // --- the tile operations, three ways -----------------------------------------------------------------------------

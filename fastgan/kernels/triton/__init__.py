@@ -4,6 +4,7 @@
     batchnorm_act.py   batch norm + activation, forward and backward, one program per channel
     activation.py      ReLU / LeakyReLU helpers, and the stand-alone LeakyReLU forward and backward
     sigmoid_bce.py     the loss and its gradient in one pass
+    bfloat16.py        the mixed-precision kernels beside conv.py's bfloat16 convolutions
     adam.py            fused Adam and SGD steps
     reduce.py          per-channel sums and partial-sum reductions the others share
     _carrier.py        array ("carrier") handling and launches: CuPy on a GPU, torch tensors under the interpreter
@@ -34,9 +35,15 @@ if os.environ.get("TRITON_INTERPRET", "") != "1":
 from .activation import leaky_relu_backward, leaky_relu_forward  # noqa: E402
 from .adam import adam_step, sgd_step  # noqa: E402
 from .batchnorm_act import batch_norm_act_backward, batch_norm_act_forward  # noqa: E402
-from .conv import conv2d_backward, conv2d_forward, conv_transpose2d_backward, conv_transpose2d_forward  # noqa: E402
+from .bfloat16 import (batch_norm_act_backward_bf16, batch_norm_act_forward_bf16, leaky_relu_backward_bf16,  # noqa: E402
+                       leaky_relu_forward_bf16, matmul_bf16, minibatch_closeness_backward,
+                       minibatch_closeness_forward)
+from .conv import (conv2d_backward, conv2d_backward_bf16, conv2d_forward, conv2d_forward_bf16,  # noqa: E402
+                   conv_transpose2d_backward, conv_transpose2d_backward_bf16, conv_transpose2d_forward,
+                   conv_transpose2d_forward_bf16, round_to_bfloat16)
+from . import bfloat16 as _bfloat16, conv as _conv  # noqa: E402
 from .sigmoid_bce import sigmoid_bce_forward  # noqa: E402
 
-__all__ = ["conv2d_forward", "conv2d_backward", "conv_transpose2d_forward", "conv_transpose2d_backward",
+__all__ = _conv.__all__ + _bfloat16.__all__ + [
            "batch_norm_act_forward", "batch_norm_act_backward", "leaky_relu_forward", "leaky_relu_backward",
            "sigmoid_bce_forward", "adam_step", "sgd_step"]

@@ -19,7 +19,7 @@ The *_bf16 versions (reference.py: bfloat16 operands, float32 sums) run the same
 tile is rounded to bfloat16 (to nearest even, Triton's default for this cast) as it is loaded, and tl.dot multiplies
 bfloat16 tiles into the float32 accumulator. Triton's CPU interpreter (3.9) cannot run them: its tl.dot multiplies
 bfloat16's 16-bit storage as integers, and its float32 -> bfloat16 cast truncates. So they are tested on a GPU only
-(tests/test_triton_kernels.py), and dispatch does not offer them until they have been.
+(tests/test_triton_kernels.py, tests/test_cuda_kernels.py).
 """
 import triton
 import triton.language as tl
