@@ -117,18 +117,39 @@ def layout(request, monkeypatch):
 
 def test_conv_choice_decides_the_direct_path(monkeypatch):
     """FASTGAN_CONV / use_conv: im2col never runs the direct kernels, direct runs them for every float32
-    convolution, auto where the channels fill vectors and the reduction is more than one channel's window."""
+    convolution, auto where the channels fill vectors, the reduction is more than one channel's window and the
+    images are at least 7 pixels on a side."""
     monkeypatch.setattr(C, "_DIRECT", True)   # the decision only: no kernel runs here
-    cases = [(np.float32, 64, 1024), (np.float32, 1, 16), (np.float32, 16, 33), (np.float32, 15, 1024),
-             (np.float64, 64, 1024)]
-    expected = {"auto": [True, False, True, False, False], "im2col": [False] * 5,
-                "direct": [True, True, True, True, False]}
+    cases = [(np.float32, 64, 1024, 7), (np.float32, 1, 16, 14), (np.float32, 16, 33, 32), (np.float32, 15, 1024, 8),
+             (np.float32, 512, 4096, 4), (np.float64, 64, 1024, 7)]
+    expected = {"auto": [True, False, True, False, False, False], "im2col": [False] * 6,
+                "direct": [True, True, True, True, True, False]}
     for choice, wanted in expected.items():
         with C.use_conv(choice):
             assert C.conv_choice() == choice
             assert [C._direct(*case) for case in cases] == wanted, choice
     monkeypatch.setattr(C, "_DIRECT", False)  # a CPU without AVX-512: never direct
     assert not any(C._direct(*case) for case in cases)
+
+
+def test_auto_leaves_images_under_7_pixels_to_im2col(monkeypatch):
+    """The side each call site passes: the 64×64 model's 8→4 conv, its 4→8 transposed conv and their gradients stay
+    on im2col, where its 16→8 conv goes direct."""
+    monkeypatch.setattr(C, "_DIRECT", True)   # the decision only: the direct kernels are replaced by a record
+    called = []
+    for name in ("direct_conv2d", "direct_conv_transpose2d", "direct_conv2d_weight_grad"):
+        monkeypatch.setattr(C._C, name, lambda *args, name=name: called.append(name))
+    rng = np.random.default_rng(0)
+    x8, x4 = rng.standard_normal((2, 32, 8, 8), np.float32), rng.standard_normal((2, 64, 4, 4), np.float32)
+    w = rng.standard_normal((64, 32, 4, 4), np.float32)
+    with C.use_conv("auto"):
+        C.conv2d_forward(x8, w, None, (2, 2), (1, 1))
+        C.conv2d_backward(x4, x8, w, (2, 2), (1, 1))
+        C.conv_transpose2d_forward(x4, w, None, (2, 2), (1, 1), (0, 0))
+        C.conv_transpose2d_backward(x8, x4, w, (2, 2), (1, 1), (0, 0))
+        assert called == []
+        C.conv2d_forward(rng.standard_normal((2, 32, 16, 16), np.float32), w, None, (2, 2), (1, 1))
+        assert called == ["direct_conv2d"]
 
 
 def test_conv_choice_errors(monkeypatch):

@@ -197,21 +197,29 @@ def _matmul(a, b, out=None):
     return np.matmul(a, b, out=out) if path is None else gemm_bf16(a, b, path, out)
 
 
-def _direct(dtype, vector_channels, reduction):
+def _direct(dtype, vector_channels, reduction, side):
     """Run this convolution, input gradient or weight gradient directly (csrc/cpu/direct_conv.cpp,
     direct_weight_grad.cpp) instead of through im2col + GEMM? Only in float32 on a CPU with AVX-512; then, by
     conv_choice():
         auto    when at least 16 channels lie along the vectors (output channels; input channels for a weight
-                gradient) and each output sums more than one channel's window (thin reductions stay on the
-                per-image GEMMs). On the DCGAN's middle layers this skips the 25-50 MB column matrices and runs
-                closer to the core's peak than BLAS does on their shapes.
+                gradient), each output sums more than one channel's window (thin reductions stay on the
+                per-image GEMMs), and the images read and written are at least 7 pixels on their shorter `side`
+                (a convolution's register tile holds 7 pixels of a row). On the DCGAN's middle layers this skips
+                the 25-50 MB column matrices and runs closer to the core's peak than BLAS does on their shapes; on
+                the 64×64 model's layers at 4×4 pixels (256-512 channels), im2col's GEMMs were 1.2-1.8× faster in
+                every pass (docs/performance.md).
         im2col  never;
         direct  always (the whole-image and 1x1-input shapes, plain GEMMs, stay GEMMs under every choice).
     Never while a *_bf16 convolution runs on a bfloat16 GEMM (_matmul): the direct kernels are float32 ones."""
     choice = _conv.now()
     if not _DIRECT or dtype != np.float32 or choice == "im2col" or getattr(_local, "gemm_bf16", None):
         return False
-    return choice == "direct" or (vector_channels >= 16 and reduction > 32)
+    return choice == "direct" or (vector_channels >= 16 and reduction > 32 and side >= 7)
+
+
+def _side(*images):
+    """The shorter spatial side among NCHW arrays or shapes (_direct's `side`)."""
+    return min(min(getattr(a, "shape", a)[2:]) for a in images)
 
 
 def _columns(x, kernel, stride, padding, per_image):
@@ -293,9 +301,9 @@ def conv2d_forward(x, weight, bias, stride, padding):
         if bias is not None:
             y += bias
         return y.reshape(n, o, 1, 1)
-    if _direct(x.dtype, o, w2.shape[1]):
-        return _C.direct_conv2d(x, weight, bias, tuple(stride), tuple(padding))
     ho, wo = reference._conv_out_hw(x.shape, kernel, stride, padding)
+    if _direct(x.dtype, o, w2.shape[1], min(_side(x), ho, wo)):
+        return _C.direct_conv2d(x, weight, bias, tuple(stride), tuple(padding))
     per_image = _per_image(w2.shape[1])
     cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), per_image)
     if per_image:
@@ -326,11 +334,11 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
         if want_dw:
             dweight = _matmul(dy2.T, x.reshape(n, w2.shape[1])).reshape(weight.shape)
     elif want_dx or want_dw:
-        if want_dx and _direct(x.dtype, x.shape[1], o * kernel[0] * kernel[1]):
+        if want_dx and _direct(x.dtype, x.shape[1], o * kernel[0] * kernel[1], _side(x, dy)):
             # dx is the transposed convolution of dy with the same weight, onto x's grid
             dx = _C.direct_conv_transpose2d(dy, weight, None, tuple(stride), tuple(padding), x.shape[2:])
             want_dx = False
-        if want_dw and _direct(x.dtype, x.shape[1], dy.size // o):
+        if want_dw and _direct(x.dtype, x.shape[1], dy.size // o, _side(x, dy)):
             dweight = _C.direct_conv2d_weight_grad(dy, x, tuple(kernel), tuple(stride), tuple(padding))
             want_dw = False
         if want_dx or want_dw:
@@ -372,7 +380,7 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
             y += bias.reshape(1, cout, 1, 1)
         return y
     y_shape = reference._conv_transpose_out_shape(x, weight, stride, padding, output_padding)
-    if _direct(x.dtype, cout, cin * kernel[0] * kernel[1]):
+    if _direct(x.dtype, cout, cin * kernel[0] * kernel[1], _side(x, y_shape)):
         return _C.direct_conv_transpose2d(x, weight, bias, tuple(stride), tuple(padding), tuple(y_shape[2:]))
     per_image = _per_image(w2.shape[1])
     # X as a matrix per image (N, Cin, H*W), or as channel rows (Cin, N*H*W)
@@ -401,11 +409,11 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
         if want_dw:
             dweight = _matmul(x.reshape(n, cin).T, dy2).reshape(weight.shape)
     elif want_dx or want_dw:
-        if want_dx and _direct(x.dtype, cin, w2.shape[1]):
+        if want_dx and _direct(x.dtype, cin, w2.shape[1], _side(x, dy)):
             # dx is the convolution of dy with the same weight (it lands on x's grid: output_padding < stride)
             dx = _C.direct_conv2d(dy, weight, None, tuple(stride), tuple(padding))
             want_dx = False
-        if want_dw and _direct(x.dtype, dy.shape[1], x.size // cin):
+        if want_dw and _direct(x.dtype, dy.shape[1], x.size // cin, _side(x, dy)):
             # the same sum as conv2d's weight gradient, with x in the place of dy and windows read from dy
             dweight = _C.direct_conv2d_weight_grad(x, dy, tuple(kernel), tuple(stride), tuple(padding))
             want_dw = False
