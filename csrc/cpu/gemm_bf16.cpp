@@ -273,17 +273,20 @@ void block(const bf16* a, const bf16* b, index_t KB, float* out) {
     if constexpr (MT == 2 && NT == 2) T::template store<1, 1>(out + 16 * 32 + 16, stride);
 }
 
-// C (M, N, rows ldc apart) = packed A · packed B.
+// C (M, N, rows ldc apart) = packed A · packed B. Consecutive blocks share the panel of the larger operand, whose
+// tiles then come from cache once per panel; the smaller operand is read again for each, from a cache it fits in
+// (a convolution's weight: a few hundred KB, where its column matrix is megabytes).
 template <class T>
 void gemm_packed(const bf16* a, const bf16* b, index_t M, index_t N, index_t KB, float* c, index_t ldc) {
     const index_t BM = (M + 31) / 32, BN = (N + 31) / 32;
+    const bool down_columns = BM <= BN;   // blocks in column-major order: B's panel is the shared one
 #pragma omp parallel if (BM * BN > 1 && M * N * KB * kTileK > kParallelGrain * 64)
     {
         T::begin();
         alignas(64) float out[32 * 32];
 #pragma omp for schedule(static)
         for (index_t blk = 0; blk < BM * BN; ++blk) {
-            const index_t bi = blk / BN, bj = blk % BN;
+            const index_t bi = down_columns ? blk % BM : blk / BN, bj = down_columns ? blk / BM : blk % BN;
             const index_t rows = std::min<index_t>(32, M - 32 * bi), cols = std::min<index_t>(32, N - 32 * bj);
             const bf16* ab = a + (2 * bi) * KB * kTileElems;   // tile row 2bi of A
             const bf16* bb = b + (2 * bj) * KB * kTileElems;   // tile column 2bj of B

@@ -12,7 +12,8 @@ for device in ("cpu", "cuda") if dispatch.available("cuda") else ("cpu",):
         print(f"  {op:32s} {impl or '-  (no implementation on this device)'}")
 cpu = dispatch.implementation("cpu")
 if cpu is not None:
-    how = {"auto": "direct where the channels fill AVX-512 vectors, else im2col + BLAS" if cpu._DIRECT else
+    how = {"auto": "direct where the channels fill AVX-512 vectors and the images are 7 pixels or more on a side, "
+                   "else im2col + BLAS" if cpu._DIRECT else
            "im2col + BLAS (this CPU has no AVX-512 for the direct kernels)",
            "im2col": "im2col + BLAS", "direct": "direct (AVX-512)"}
     print(f"float32 convolutions on the cpu: FASTGAN_CONV={cpu.conv_choice()}: {how[cpu.conv_choice()]}")

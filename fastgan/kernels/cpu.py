@@ -176,8 +176,9 @@ def _per_image(rows):
     """Lay the columns out image by image, (N, rows, Ho*Wo), and multiply them by a stack of per-image GEMMs, when
     the column matrix is thin: at most 32 rows, one channel's window (D's first conv, G's last). Such a product is
     memory-bound, and per image it reads and writes NCHW directly, where one big GEMM needs the image transposed to
-    channel rows and back (two more passes over the largest activations of the model)."""
-    return rows <= 32
+    channel rows and back (two more passes over the largest activations of the model). Not on a bfloat16 GEMM
+    (_matmul), which packs its operands on every call: there one call beats one per image."""
+    return rows <= 32 and getattr(_local, "gemm_bf16", None) is None
 
 
 def conv_choice():
