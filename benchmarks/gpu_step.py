@@ -12,8 +12,10 @@ both sides:
                 G's backward); the row "torch eager, +D grads in G step" is the usual torch loop (pytorch/examples'
                 dcgan), whose G backward also computes D's weight gradients and throws them away.
     read-backs  --readbacks stats (as training runs): both sides copy to the host what gan.train_step reports, six
-                read-backs per step (D's loss on the real and the fake batch, G's loss, D's three batches of
-                outputs); --readbacks none: no read-back inside the step, one device synchronisation after it.
+                values per step (D's loss on the real and the fake batch, G's loss, D's mean output on its three
+                batches) after the step: fastgan in one copy at the end of its round, torch in six .item() calls
+                after its step, as the usual loop does; --readbacks none: no read-back, one device
+                synchronisation after the step.
     cuDNN       torch.backends.cudnn.benchmark = True (cuDNN picks its fastest algorithms per shape).
 
 Before anything is timed, the first steps of each fastgan implementation are checked against torch's (float32,
@@ -71,7 +73,7 @@ def fastgan_steps(cupy):
     from fastgan.gan import frozen, train_step
 
     def with_stats(G, D, opt_g, opt_d, real, z):
-        s = train_step(G, D, opt_g, opt_d, real, z)   # its six read-backs
+        s = train_step(G, D, opt_g, opt_d, real, z)   # its six statistics, in one read-back
         return s["loss_d"], s["loss_g"]
 
     def without_readbacks(G, D, opt_g, opt_d, real, z):   # gan.train_step without its statistics
@@ -90,7 +92,7 @@ def fastgan_steps(cupy):
 
 def torch_steps(torch):
     """The same step in torch (tests/test_dcgan_step.py); d_grads_in_g_step: G's backward also computes D's weight
-    gradients (the usual loop). With readbacks "stats", as many host read-backs as fastgan's train_step makes."""
+    gradients (the usual loop). With readbacks "stats", the six statistics fastgan's train_step reports."""
     from test_dcgan_step import torch_train_step_tensors
 
     def step(G, D, opt_g, opt_d, real, z, readbacks, d_grads_in_g_step=False):
@@ -195,7 +197,7 @@ def main():
                                  f"{str(err).splitlines()[0][:200]}")
             reference = rows["torch eager"]
             print(f"\nDCGAN 28x28 training step on the GPU, batch {n}, float32, read-backs: "
-                  f"{'six per step (gan.train_step statistics)' if readbacks == 'stats' else 'none (one sync)'} "
+                  f"{'the six statistics of gan.train_step' if readbacks == 'stats' else 'none (one sync)'} "
                   f"({args.steps} timed steps, median)")
             print(f"{'engine':34s} {'ms/step':>9s} {'img/s':>9s} {'vs torch':>9s}")
             for name, t in rows.items():

@@ -84,14 +84,31 @@ def frozen(module):
             p.requires_grad = True
 
 
+# A round's statistics are computed where its arrays are, in float64, as it goes, and copied to the host together
+# at its end (_read_back): one synchronisation per round. Read one by one, each would make the host wait for the
+# device in the middle of the round, and a GPU would idle while the host then launched the rest of it.
+
+def _value(loss):
+    """A loss's value as a float64 array where it lives (no read-back)."""
+    return loss.data.astype(np.float64)
+
+
 def _mean_sigmoid(logits):
-    s = logits.numpy().astype(np.float64)
-    return float(np.mean(0.5 * (1 + np.tanh(0.5 * s))))  # σ(s), written so it cannot overflow
+    xp, s = backend.xp(logits.data), _value(logits)
+    return xp.mean(0.5 * (1 + xp.tanh(0.5 * s)))  # σ(s), written so it cannot overflow
 
 
 def _accuracy(class_logits, labels):
-    labels = backend.to_numpy(labels.data if isinstance(labels, Tensor) else labels)
-    return float(np.mean(class_logits.numpy().argmax(axis=1) == labels))
+    xp = backend.xp(class_logits.data)
+    labels = xp.asarray(labels.data if isinstance(labels, Tensor) else labels)
+    return xp.mean(class_logits.data.argmax(axis=1) == labels, dtype=np.float64)
+
+
+def _read_back(stats):
+    """{name: float}: the round's statistics, from one host copy of all of them."""
+    xp = backend.xp(next(iter(stats.values())))
+    host = backend.to_numpy(xp.stack([xp.asarray(v, dtype=np.float64).reshape(()) for v in stats.values()]))
+    return dict(zip(stats, map(float, host)))
 
 
 def _needed(labels, name, who):
@@ -170,7 +187,7 @@ def _discriminator_update(G, D, opt_d, batch, real_label, d_loss_scale):
     loss_fake = _d_objective(source, classes, 0.0, batch.fake_labels, "fake_labels")
     (loss_fake * d_loss_scale).backward()
     opt_d.step()
-    stats.update(loss_d=d_loss_scale * (loss_real.item() + loss_fake.item()), d_g_z1=_mean_sigmoid(source))
+    stats.update(loss_d=d_loss_scale * (_value(loss_real) + _value(loss_fake)), d_g_z1=_mean_sigmoid(source))
     return fake, stats
 
 
@@ -196,10 +213,10 @@ def alternating_round(G, D, opt_g, opt_d, batches, g_loss="non-saturating", real
         loss_g.backward()
     opt_g.step()
 
-    stats.update(loss_g=loss_g.item(), d_g_z2=_mean_sigmoid(source))
+    stats.update(loss_g=_value(loss_g), d_g_z2=_mean_sigmoid(source))
     if classes is not None:
         stats["class_acc_fake"] = _accuracy(classes, batch.fake_labels)
-    return stats
+    return _read_back(stats)
 
 
 def simultaneous_round(G, D, opt_g, opt_d, batches, g_loss="non-saturating", real_label=1.0, d_loss_scale=1.0):
@@ -237,12 +254,12 @@ def simultaneous_round(G, D, opt_g, opt_d, batches, g_loss="non-saturating", rea
     opt_d.step()
     opt_g.step()
     d_g_z = _mean_sigmoid(fake_source)
-    stats = {"loss_d": d_loss_scale * (loss_real.item() + loss_fake.item()), "loss_g": loss_g.item(),
+    stats = {"loss_d": d_loss_scale * (_value(loss_real) + _value(loss_fake)), "loss_g": _value(loss_g),
              "d_x": _mean_sigmoid(real_source), "d_g_z1": d_g_z, "d_g_z2": d_g_z}
     if real_classes is not None:
         stats["class_acc_real"] = _accuracy(real_classes, batch.real_labels)
         stats["class_acc_fake"] = _accuracy(fake_classes, batch.fake_labels)
-    return stats
+    return _read_back(stats)
 
 
 def train_step(G, D, opt_g, opt_d, real, z, g_loss="non-saturating", real_label=1.0, d_loss_scale=1.0):

@@ -7,7 +7,7 @@ import torch
 from oracle import check, random_inputs
 
 import fastgan
-from fastgan import nn, optim
+from fastgan import backend, nn, optim
 from fastgan.gan import (FEATURE_MATCHING, Batch, alternating_round, feature_matching_loss, simultaneous_round,
                          train_step)
 from fastgan.models.conditional import ConditionalGenerator, LabelPlanesDiscriminator, ProjectionDiscriminator
@@ -307,6 +307,19 @@ def test_train_step_is_the_one_batch_round():
     assert a == b
     for p, q in zip(first[0].parameters() + first[1].parameters(), second[0].parameters() + second[1].parameters()):
         np.testing.assert_array_equal(p.numpy(), q.numpy())
+
+
+@pytest.mark.parametrize("simultaneous", [False, True])
+def test_a_round_reads_its_statistics_back_once(monkeypatch, simultaneous):
+    """Every statistic of a round (K = 2, AC-GAN: its class accuracies too) comes to the host in one copy at the end,
+    so a GPU is never made to wait for the host in the middle of a round."""
+    (G, D, opt_g, opt_d), _ = twin_gans("acgan")
+    batches = [Batch(*(fastgan.tensor(a) for a in batch)) for batch in make_batches(2, True)]
+    copies = []
+    to_numpy = backend.to_numpy
+    monkeypatch.setattr(backend, "to_numpy", lambda array: copies.append(np.shape(array)) or to_numpy(array))
+    stats = (simultaneous_round if simultaneous else alternating_round)(G, D, opt_g, opt_d, batches)
+    assert copies == [(len(stats),)] and all(type(v) is float for v in stats.values())
 
 
 def test_bad_rounds_are_refused_before_any_update():
