@@ -13,7 +13,8 @@
 #   train         benchmarks/gpu_train.py    one epoch of fastgan.train on cuda, synthetic data  (GPU_TRAIN_ARGS)
 #   cpu-bf16      the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16) against the bf16 reference (tests/test_bfloat16.py)
 #   cpu-bf16-kernels, cpu-bf16-step   benchmarks/kernels.py and train_step.py --precision bf16 on that CPU, on the
-#                 GEMM path FASTGAN_BF16=$CPU_BF16_PATH (default amx), beside torch's autocast  (CPU_BF16_ARGS)
+#                 GEMM path FASTGAN_BF16=$CPU_BF16_PATH (default amx), beside torch's autocast, the step followed
+#                 by a profile of fastgan's (--profile 3)  (CPU_BF16_ARGS)
 #   cpu-conv      the host CPU's float32 convolutions at the 64×64 model's shapes, direct (AVX-512) beside im2col and
 #                 torch, 2 threads  (CPU_CONV_ARGS)
 #
@@ -63,7 +64,8 @@ stage_command() {  # the command line of a stage, one word per line
                           --precision bf16 ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --repeats 9} ;;
         # shellcheck disable=SC2086
         cpu-bf16-step) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/train_step.py \
-                          --precision bf16 --with-fp32 ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --steps 8} ;;
+                          --precision bf16 --with-fp32 --profile 3 \
+                          ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --steps 8} ;;
         # shellcheck disable=SC2086
         cpu-conv)     printf '%s\n' "$PY" benchmarks/kernels.py --conv-choices direct,im2col --kernel conv2d_forward \
                           --kernel conv2d_backward --kernel conv_transpose2d_forward --kernel conv_transpose2d_backward \

@@ -9,6 +9,7 @@
     FASTGAN_CONV=im2col python benchmarks/train_step.py   # no direct convolutions (=direct: every one direct)
     python benchmarks/train_step.py --precision bf16  # fastgan.autocast("bfloat16") vs torch.autocast bf16
     python benchmarks/train_step.py --precision bf16 --with-fp32   # and each engine's bf16 against its fp32
+    python benchmarks/train_step.py --profile 5     # then where fastgan's time goes, over 5 more of its steps
 
 Both engines train the same model (same weights, batch and noise) with the same number of threads; the first steps
 are checked to agree before anything is timed (the MLP GAN's with D's dropout off: the engines draw different
@@ -54,6 +55,9 @@ def parse():
     p.add_argument("--with-fp32", action="store_true",
                    help="with --precision bf16: also time each engine's recipe in fp32, and print bf16's speed over "
                         "fp32 for each engine")
+    p.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                   help="after timing, profile this many fastgan steps (its recipe, cProfile) and print the functions "
+                        "that took the most time, native kernels included")
     p.add_argument("--numpy-first", action="store_true",
                    help="import NumPy before fastgan, as a user's script usually does (default: fastgan first)")
     return p.parse_args()
@@ -187,6 +191,25 @@ def main():
             print(f"  {times[fp32] / times[twin]:.2f}x ({per_step:.2f}x)  {twin}")
     print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} cores")
+    if args.profile:
+        profile(lambda: [run("fastgan", i) for i in range(args.profile)], args.profile)
+
+
+def profile(steps, count, rows=15):
+    """Where fastgan's steps spend their time: the functions with the most time of their own (a native kernel's
+    whole call counts as its own time), per step."""
+    import cProfile
+    import pstats
+    profiler = cProfile.Profile()
+    profiler.runcall(steps)
+    stats = pstats.Stats(profiler)
+    total = stats.total_tt
+    print(f"\nprofile of {count} fastgan steps ({1e3 * total / count:.1f} ms per step under cProfile), by own time:")
+    print(f"{'ms/step':>8s} {'share':>6s} {'calls/step':>10s}  function")
+    top = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)[:rows]
+    for (file, line, name), (_, calls, own, _, _) in top:
+        where = name if file == "~" else f"{os.path.basename(file)}:{line} {name}"
+        print(f"{1e3 * own / count:8.2f} {own / total:6.1%} {calls / count:10.1f}  {where}")
 
 
 if __name__ == "__main__":

@@ -33,3 +33,14 @@ def test_mismatch_scales_atol_with_the_largest_expected_value():
     big = np.array([1e6, 0.0])
     assert mismatch([big + [0, 0.5]], [big], rtol=0, atol=1e-6) is None
     assert mismatch([big + [0, 2.0]], [big], rtol=0, atol=1e-6) == "output 0: max |diff| 2"
+
+
+def test_the_step_profile_names_the_functions_that_took_the_time(capsys):
+    """benchmarks/train_step.py --profile: per-step times and shares of the functions with the most time of their own."""
+    import train_step
+    train_step.profile(lambda: [sorted(np.random.default_rng(0).random(200_000)) for _ in range(2)], 2, rows=3)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("profile of 2 fastgan steps (") and "ms per step under cProfile" in lines[0]
+    assert len(lines) == 5 and "sorted" in lines[2]          # the header, then the top three by own time
+    ms, share, calls = lines[2].split()[:3]
+    assert float(ms) > 0 and share.endswith("%") and float(calls) == 1.0   # two calls in two "steps"
