@@ -243,6 +243,12 @@ def test_every_launch_compiles_for_sm90(tmp_path, triton_dir):
     specs += [dict(spec, constants=dict(spec["constants"], PRECISION="tf32"))
               for spec in _LAUNCHES.values() if spec["constants"].get("PRECISION") == "ieee"
               and all(t != "*fp64" for t in spec["signature"].values())]
+    # and their bfloat16 versions (BF16=True: tiles rounded to bfloat16 for tl.dot), which the interpreter cannot run
+    specs += [dict(spec, constants=dict(spec["constants"], BF16=True)) for spec in _LAUNCHES.values()
+              if spec["constants"].get("BF16") is False and all(t != "*fp64" for t in spec["signature"].values())]
+    specs.append(dict(module="fastgan.kernels.triton.conv", name="_round_kernel",
+                      signature=dict(x_ptr="*fp32", y_ptr="*fp32", N="i32", BLOCK="constexpr"),
+                      constants=dict(BLOCK=1024)))
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.update(TRITON_CACHE_DIR=str(tmp_path), TRITON_DEFAULT_FP_FUSION="1")
     if triton_dir is not None:   # that Triton first on the path
