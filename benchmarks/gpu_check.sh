@@ -9,6 +9,7 @@
 #   tests         the gpu-marked tests: tests/test_gpu.py and the device cases of tests/test_cuda_kernels.py
 #   tests-cuda    the same without the triton cases      tests-triton   the triton cases only
 #   step          benchmarks/gpu_step.py     the whole training step against torch      (GPU_STEP_ARGS)
+#   step-bf16     the same with --precision bf16: fastgan.autocast against torch.autocast  (GPU_STEP_ARGS)
 #   kernels       benchmarks/gpu_kernels.py  kernel by kernel against torch             (GPU_KERNELS_ARGS)
 #   train         benchmarks/gpu_train.py    one epoch of fastgan.train on cuda, synthetic data  (GPU_TRAIN_ARGS)
 #   cpu-bf16      the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16) against the bf16 reference (tests/test_bfloat16.py)
@@ -51,6 +52,8 @@ stage_command() {  # the command line of a stage, one word per line
         tests-triton) printf '%s\n' "$PY" "${tests[@]}" -k "triton" "${files[@]}" ;;
         # shellcheck disable=SC2086  # (word splitting of the extra arguments is intended)
         step)         printf '%s\n' "$PY" benchmarks/gpu_step.py ${GPU_STEP_ARGS:-} ;;
+        # shellcheck disable=SC2086
+        step-bf16)    printf '%s\n' "$PY" benchmarks/gpu_step.py --precision bf16 ${GPU_STEP_ARGS:-} ;;
         # shellcheck disable=SC2086
         kernels)      printf '%s\n' "$PY" benchmarks/gpu_kernels.py ${GPU_KERNELS_ARGS:-} ;;
         # shellcheck disable=SC2086
@@ -108,7 +111,7 @@ print('fastgan C++ CPU kernels: ' + ('built' if why is None else 'NOT built: ' +
 
 for name in "$@"; do
     if ! stage_command "$name" > /dev/null; then
-        echo "unknown stage '$name': install, env, tests, tests-cuda, tests-triton, step, kernels, train," \
+        echo "unknown stage '$name': install, env, tests, tests-cuda, tests-triton, step, step-bf16, kernels, train," \
              "cpu-bf16, cpu-bf16-kernels, cpu-bf16-step or cpu-conv" >&2
         exit 2
     fi

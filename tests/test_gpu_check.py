@@ -291,6 +291,14 @@ def test_gpu_check_refuses_unknown_stages_and_a_spent_budget(fake_machine, tmp_p
     assert "RESULT train: FAIL (not started:" in (tmp_path / "gpu_train.txt").read_text()
 
 
+def test_the_bf16_step_stage_runs_the_step_benchmark_under_autocast_and_fails_without_a_gpu(fake_machine, tmp_path):
+    result = fake_machine(["bash", "benchmarks/gpu_check.sh", "step-bf16"], OUT=str(tmp_path))
+    assert result.returncode == 1, result.stdout + result.stderr
+    text = (tmp_path / "gpu_step-bf16.txt").read_text()
+    assert "benchmarks/gpu_step.py --precision bf16" in text and "FAIL gpu_step: no GPU that fastgan can use" in text
+    assert text.rstrip().splitlines()[-1].startswith("RESULT step-bf16: FAIL (exit status 1")
+
+
 def test_a_skipped_test_fails_under_the_gpu_checks_pytest_plugin(tmp_path):
     write(str(tmp_path / "test_skips.py"), '''
         import pytest
