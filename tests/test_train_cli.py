@@ -433,7 +433,7 @@ def test_bf16_trains_differently_from_fp32_and_keeps_float32_weights(tmp_path, q
     assert not np.array_equal(fp32["G"][name], bf16["G"][name])   # the steps really ran in another precision
 
 
-def test_bf16_resume_refuses_another_precision_and_the_gpu(tmp_path, capsys, monkeypatch, quick):
+def test_bf16_resume_refuses_another_precision_and_a_gpu_without_every_bf16_kernel(tmp_path, capsys, monkeypatch, quick):
     out = str(tmp_path / "run")
     assert run("--precision", "bf16", "--epochs", "1", "--out", out) == 0
     with pytest.raises(SystemExit) as exit_:
