@@ -88,9 +88,9 @@ def frozen(module):
 # at its end (_read_back): one synchronisation per round. Read one by one, each would make the host wait for the
 # device in the middle of the round, and a GPU would idle while the host then launched the rest of it.
 
-def _value(loss):
-    """A loss's value as a float64 array where it lives (no read-back)."""
-    return loss.data.astype(np.float64)
+def _value(tensor):
+    """A tensor's values as a float64 array where they live (no read-back)."""
+    return tensor.data.astype(np.float64)
 
 
 def _mean_sigmoid(logits):

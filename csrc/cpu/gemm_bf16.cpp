@@ -88,10 +88,11 @@ struct Strided {
 // A[16mb + r, 32kb .. 32kb + 31]; zeros past M and K.
 void pack_a_tile(const Strided& a, index_t i0, index_t k0, bf16* tile) {
     const float* p = a.data + i0 * a.s0 + k0 * a.s1;
-    if (i0 + kTileRows <= a.rows && k0 + kTileK <= a.cols && a.s1 == 1) {         // rows contiguous
+    const bool whole = i0 + kTileRows <= a.rows && k0 + kTileK <= a.cols;
+    if (whole && a.s1 == 1) {          // rows contiguous
         for (index_t r = 0; r < kTileRows; ++r)
             for (index_t c = 0; c < kTileK; ++c) tile[r * kTileK + c] = to_bf16(p[r * a.s0 + c]);
-    } else if (i0 + kTileRows <= a.rows && k0 + kTileK <= a.cols && a.s0 == 1) {  // columns contiguous
+    } else if (whole && a.s0 == 1) {   // columns contiguous
         for (index_t c = 0; c < kTileK; ++c)
             for (index_t r = 0; r < kTileRows; ++r) tile[r * kTileK + c] = to_bf16(p[c * a.s1 + r]);
     } else {
@@ -115,11 +116,12 @@ void pack_a(const Strided& a, index_t KB, bf16* packed) {
 // row r holding B[32kb + 2r, n], B[32kb + 2r + 1, n] for n = 16nb .. 16nb + 15; zeros past K and N.
 void pack_b_tile(const Strided& b, index_t k0, index_t n0, bf16* tile) {
     const float* p = b.data + k0 * b.s0 + n0 * b.s1;
-    if (k0 + kTileK <= b.rows && n0 + 16 <= b.cols && b.s1 == 1) {         // rows contiguous: two rows make a row
+    const bool whole = k0 + kTileK <= b.rows && n0 + 16 <= b.cols;
+    if (whole && b.s1 == 1) {          // rows contiguous: two rows make a row of the tile
         for (index_t r = 0; r < kTileRows; ++r)
             for (index_t c = 0; c < 16; ++c)
                 for (index_t e = 0; e < 2; ++e) tile[(r * 16 + c) * 2 + e] = to_bf16(p[(2 * r + e) * b.s0 + c]);
-    } else if (k0 + kTileK <= b.rows && n0 + 16 <= b.cols && b.s0 == 1) {  // columns contiguous: a column, in pairs
+    } else if (whole && b.s0 == 1) {   // columns contiguous: a column, in pairs
         for (index_t c = 0; c < 16; ++c)
             for (index_t r = 0; r < kTileRows; ++r)
                 for (index_t e = 0; e < 2; ++e) tile[(r * 16 + c) * 2 + e] = to_bf16(p[c * b.s1 + 2 * r + e]);
