@@ -4,7 +4,8 @@ The other ranks are usually waiting for the failed one inside a collective, and 
 
     killed (SIGKILL, out of memory, a crash)  the launcher: MPICH's mpiexec (hydra) sees a rank end abnormally and
                                                kills the others at once ("BAD TERMINATION ... PID <pid>"; the pid
-                                               is named in the rank map that Communicator.describe() prints)
+                                               is named in the rank map that Communicator.describe() prints: the
+                                               first process mpiexec reaps, usually the killed rank)
     an exception, or a non-zero exit code      run_on_every_rank: prints the traceback and "rank R of N: ..." and
                                                calls MPI_Abort, which ends every rank. Without it, the failed
                                                rank would wait in MPI_Finalize and the others in their collective:
