@@ -87,6 +87,7 @@ def main():
     from fastgan.models import image_shape
     from test_dcgan_step import torch_train_step, twin_dcgans
     from test_mlp_gan import torch_simultaneous_step, twin_mlp_gans
+    from validation import BF16_LOSSES
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -153,7 +154,7 @@ def main():
         for i in range(max(3, len(pairs))):
             mine, other = pairs[i % len(pairs)]
             s, (ld, lg) = run(mine, i), run(other, i)
-            tol = dict(rtol=2e-2, atol=1e-3) if bf16 else dict(rtol=1e-3, atol=1e-4)
+            tol = BF16_LOSSES if bf16 else dict(rtol=1e-3, atol=1e-4)
             if i < compared and not np.allclose([s["loss_d"], s["loss_g"]], [ld, lg], **tol):
                 sys.exit(f"validation failed at step {i} ({mine} vs {other}): fastgan {s['loss_d']:.5f}/"
                          f"{s['loss_g']:.5f} vs torch {ld:.5f}/{lg:.5f}")

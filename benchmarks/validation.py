@@ -1,6 +1,10 @@
 """How the benchmarks check outputs before they time anything: as many outputs as expected, each one close."""
 import numpy as np
 
+# how close two engines' step losses must be when both run under their bfloat16 autocast (8-bit mantissas: the
+# losses agree to about 1 %), in benchmarks/train_step.py and gpu_step.py
+BF16_LOSSES = dict(rtol=2e-2, atol=1e-3)
+
 
 def mismatch(ours, expected, rtol, atol, reshape=False):
     """None when the sequences of arrays `ours` and `expected` have the same length and agree pairwise (atol
