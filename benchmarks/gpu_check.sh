@@ -58,9 +58,9 @@ stage_command() {  # the command line of a stage, one word per line
         kernels)      printf '%s\n' "$PY" benchmarks/gpu_kernels.py ${GPU_KERNELS_ARGS:-} ;;
         # shellcheck disable=SC2086
         train)        printf '%s\n' "$PY" benchmarks/gpu_train.py --results "$RESULTS/gpu_train" ${GPU_TRAIN_ARGS:-} ;;
-        # the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16: csrc/cpu/gemm_bf16.cpp), which CI's CPUs may lack; here
-        # too a skip fails, with its reason ("this CPU has no AMX")
-        cpu-bf16)     printf '%s\n' env FASTGAN_TEST_BF16_HARDWARE=1 "$PY" -m pytest -q -rfE --tb=short \
+        # the host CPU's bfloat16 paths (AMX, AVX-512-BF16: csrc/cpu/gemm_bf16.cpp, register_tile.h), which CI's CPUs
+        # may lack; here too a skip fails, with its reason ("this CPU has no AMX")
+        cpu-bf16)     printf '%s\n' "$PY" -m pytest -q -rfE --tb=short \
                           -p no:cacheprovider -p gpu_pytest_plugin tests/test_bfloat16.py -k "amx or avx512" ;;
         # shellcheck disable=SC2086
         cpu-bf16-kernels) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/kernels.py \

@@ -326,12 +326,12 @@ def print_bf16_path():
     """How fastgan's bf16 products run here, and the arithmetic peak of its bfloat16 GEMM path."""
     from fastgan.kernels import cpu
     print(f"# fastgan cpu: {cpu.bfloat16_path()}")
-    path = cpu._bf16_gemm_path()
+    path = cpu._bf16_path()
     if path:
         repeats = 20 if path == "emulated" else 200000
         peak = cpu._C.gemm_bf16_peak(path, repeats)
-        print(f"# peak of the {path} GEMM path (tile products on tiles in place, {ARGS.threads} threads): "
-              f"{peak / 1e12:.3f} TFLOP/s")
+        what = ("VDPBF16PS on registers" if path == "avx512-bf16" else "tile products on tiles in place")
+        print(f"# arithmetic peak of the {path} path ({what}, {ARGS.threads} threads): {peak / 1e12:.3f} TFLOP/s")
 
 
 def main():

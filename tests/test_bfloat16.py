@@ -82,32 +82,32 @@ def test_round_to_bfloat16_leaves_its_input_and_empty_arrays(impl):
 
 # --- the products, on every path -----------------------------------------------------------------------------------
 
-# The CPU's bfloat16 GEMMs (csrc/cpu/gemm_bf16.cpp) on the hardware paths are tested where the CPU has them, once
-# FASTGAN_TEST_BF16_HARDWARE=1 asks for it: until they have passed on such a CPU, a failure of theirs must not stop
-# the rest of the suite. The emulated path, which shares all their code but the multiplying instruction, runs
-# everywhere.
+# The CPU's bfloat16 hardware paths run where the CPU has them, and skip with the reason where it does not. The
+# emulated GEMM path, which shares all of the AMX path's code but the instructions, runs everywhere.
 HARDWARE = {"amx": "AMX", "avx512-bf16": "AVX-512-BF16"}
 
 
 def native_cpu(path=""):
-    """The native CPU module, after skipping the test where it, or the GEMM path `path`, cannot run here."""
+    """The native CPU module, after skipping the test where it, or the path `path`, cannot run here."""
     cpu = dispatch.implementation("cpu")
     if cpu is None:
         pytest.skip("fastgan's native CPU kernels (fastgan._C) are not built here")
     if path in HARDWARE and path not in cpu._BF16_PATHS:
         pytest.skip(f"this CPU has no {HARDWARE[path]}")
-    if path in HARDWARE and os.environ.get("FASTGAN_TEST_BF16_HARDWARE") != "1":
-        pytest.skip(f"this CPU has {HARDWARE[path]}: FASTGAN_TEST_BF16_HARDWARE=1 tests its GEMM")
     return cpu
 
 
-@pytest.fixture(params=["reference", "cpu", "cpu:emulated", "cpu:avx512-bf16", "cpu:amx"])
+@pytest.fixture(params=["reference", "cpu", "cpu:float32", "cpu:avx512-bf16", "cpu:avx512-bf16+direct",
+                        "cpu:emulated", "cpu:amx"])
 def product_impl(request):
     """The implementations of the bfloat16 products: the reference, and the CPU's on each of its paths (cpu: the
-    default, float32 kernels on rounded operands; cpu:<path>: FASTGAN_BF16=<path>)."""
+    default, FASTGAN_BF16=auto; cpu:<path>: FASTGAN_BF16=<path>; +direct: with FASTGAN_CONV=direct, so that every
+    convolution but the plain GEMMs runs on the direct kernels)."""
     name, _, path = request.param.partition(":")
+    path, _, conv = path.partition("+")
     cpu = native_cpu(path) if name == "cpu" else None
-    with dispatch.use(name), (cpu.use_bf16(path) if path else contextlib.nullcontext()):
+    with dispatch.use(name), (cpu.use_bf16(path) if path else contextlib.nullcontext()), \
+            (cpu.use_conv(conv) if conv else contextlib.nullcontext()):
         yield name
 
 
@@ -203,6 +203,38 @@ def test_bf16_choice_errors():
                     cpu.use_bf16(path):
                 pass
     assert cpu.bf16_choice() == cpu._bf16._stack[0]
+
+
+def test_auto_is_avx512_bf16_where_the_cpu_has_it():
+    cpu = native_cpu()
+    with cpu.use_bf16("auto"):
+        want = "avx512-bf16" if "avx512-bf16" in cpu._BF16_PATHS else None
+        assert cpu._bf16_path() == want
+        assert ("VDPBF16PS" in cpu.bfloat16_path()) == (want is not None)
+    with cpu.use_bf16("float32"):
+        assert cpu._bf16_path() is None
+
+
+def test_which_kernel_each_path_runs(monkeypatch):
+    """On "avx512-bf16" a convolution whose channels fill vectors runs on the direct kernels with bf16=True, a thin
+    one on BLAS (never the bfloat16 GEMM); on "emulated" both run on the GEMM, the direct kernels never."""
+    cpu = native_cpu()
+    monkeypatch.setattr(cpu, "_DIRECT", True)   # the decisions only: the kernels are replaced by records
+    monkeypatch.setattr(cpu, "_BF16_PATHS", ["emulated", "avx512-bf16"])
+    called = []
+    for name in ("direct_conv2d", "direct_conv_transpose2d", "direct_conv2d_weight_grad"):
+        monkeypatch.setattr(cpu._C, name, lambda *args, name=name, bf16: called.append((name, bf16)))
+    monkeypatch.setattr(cpu, "gemm_bf16", lambda a, b, path, out=None: called.append(("gemm_bf16", path)) or
+                        np.matmul(a, b, out=out))
+    rng = np.random.default_rng(0)
+    wide, thin = rng.standard_normal((2, 32, 8, 8), np.float32), rng.standard_normal((2, 1, 8, 8), np.float32)
+    w_wide, w_thin = rng.standard_normal((64, 32, 4, 4), np.float32), rng.standard_normal((64, 1, 4, 4), np.float32)
+    for path, want in [("avx512-bf16", [("direct_conv2d", True)]), ("emulated", [("gemm_bf16", "emulated")] * 2)]:
+        called.clear()
+        with cpu.use_bf16(path), cpu.use_conv("auto"):
+            cpu.conv2d_forward_bf16(wide, w_wide, None, (1, 1), (2, 2))
+            cpu.conv2d_forward_bf16(thin, w_thin, None, (1, 1), (2, 2))
+        assert called == want, path
 
 
 @pytest.mark.parametrize("setting", ["emulated", "bogus"])

@@ -138,7 +138,7 @@ def test_auto_leaves_images_under_7_pixels_to_im2col(monkeypatch):
     monkeypatch.setattr(C, "_DIRECT", True)   # the decision only: the direct kernels are replaced by a record
     called = []
     for name in ("direct_conv2d", "direct_conv_transpose2d", "direct_conv2d_weight_grad"):
-        monkeypatch.setattr(C._C, name, lambda *args, name=name: called.append(name))
+        monkeypatch.setattr(C._C, name, lambda *args, name=name, **kwargs: called.append(name))
     rng = np.random.default_rng(0)
     x8, x4 = rng.standard_normal((2, 32, 8, 8), np.float32), rng.standard_normal((2, 64, 4, 4), np.float32)
     w = rng.standard_normal((64, 32, 4, 4), np.float32)

@@ -19,6 +19,10 @@
 // consecutive input columns. Each output is summed by one thread in a fixed order (c, then taps): the result does
 // not depend on the thread count. It does differ from the GEMM path in the last bits (fused multiply-adds, another
 // summation order).
+//
+// Under fastgan.autocast("bfloat16") on a CPU with AVX-512-BF16 the same code sums bfloat16 products (bf16=True):
+// the image planes and the packed weight then hold channels 2k and 2k + 1 side by side, rounded to bfloat16 as
+// they are copied (bf16x2, register_tile.h), and each step of the tile adds both channels' products.
 #include "register_tile.h"
 
 namespace fastgan {
@@ -142,49 +146,76 @@ static Plans conv_transpose2d_plans(index_t H, index_t W, index_t kh, index_t kw
 
 #ifdef FASTGAN_AVX512
 
-// out[q·64 + 16r + lane] = Σ_c Σ_taps w[c, tap][16r + lane] · x[c][tap.offset + q·xstep]
-template <int R, int Q>
-struct ConvTile {
-    __attribute__((target("avx512f"))) static void run(const float* w, index_t w_per_c, const float* x, index_t plane,
-                                                       index_t C, const Tap* taps, index_t ntaps, index_t xstep,
-                                                       float* out) {
-        RegisterTile<R, Q> tile;
-        tile.zero();
-        for (index_t c = 0; c < C; ++c, w += w_per_c, x += plane)
-            for (index_t k = 0; k < ntaps; ++k) tile.step(w + taps[k].weight * kChannels, x + taps[k].offset, xstep);
-        tile.store(out, kChannels);
-    }
+// out[q·64 + 16r + lane] = Σ_c Σ_taps w[c, tap][16r + lane] · x[c][tap.offset + q·xstep], where c runs over the
+// operands' channel units: channels (U = float), or pairs of channels (U = bf16x2, register_tile.h)
+template <class U>
+struct ConvTiles {
+    template <int R, int Q>
+    struct Tile {
+        __attribute__((target("avx512f"))) static void run(const U* w, index_t w_per_c, const U* x, index_t plane,
+                                                           index_t C, const Tap* taps, index_t ntaps, index_t xstep,
+                                                           float* out) {
+            RegisterTile<R, Q> tile;
+            tile.zero();
+            for (index_t c = 0; c < C; ++c, w += w_per_c, x += plane)
+                for (index_t k = 0; k < ntaps; ++k)
+                    tile.step(w + taps[k].weight * kChannels, x + taps[k].offset, xstep);
+            tile.store(out, kChannels);
+        }
+    };
 };
 
-const auto kTiles = tile_table<ConvTile>();
+template <class U>
+const auto kTiles = tile_table<ConvTiles<U>::template Tile>();
 
-// y (N, O, Ho, Wo) from x (N, C, H, W) and the weight packed for these plans (pack_weight).
-static void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t W, const float* packed, index_t O,
-                        index_t T, const Plans& plans, const float* bias, float* y, index_t Ho, index_t Wo) {
-    const index_t blocks = (O + kChannels - 1) / kChannels, plane = H * plans.width;
+// Image x (C, H, W) into the padded planes: in float32 as it is, or rounded to bfloat16 with channels 2k and 2k + 1
+// side by side in plane k (a last odd channel beside a zero).
+void load_planes(const float* x, index_t C, index_t H, index_t W, const Plans& plans, float* image) {
+    const index_t plane = H * plans.width;
+    for (index_t c = 0; c < C; ++c)
+        for (index_t r = 0; r < H; ++r)
+            std::copy_n(x + (c * H + r) * W, W, image + c * plane + r * plans.width + plans.left);
+}
+
+void load_planes(const float* x, index_t C, index_t H, index_t W, const Plans& plans, bf16x2* image) {
+    const index_t plane = H * plans.width;
+    for (index_t k = 0; 2 * k < C; ++k)
+        for (index_t r = 0; r < H; ++r) {
+            const float* first = x + (2 * k * H + r) * W;
+            bf16x2* dst = image + k * plane + r * plans.width + plans.left;
+            if (2 * k + 1 < C)
+                for (index_t w = 0; w < W; ++w) dst[w] = bfloat16_pair(first[w], first[H * W + w]);
+            else
+                for (index_t w = 0; w < W; ++w) dst[w] = bfloat16_pair(first[w], 0.0f);
+        }
+}
+
+// y (N, O, Ho, Wo) from x (N, C, H, W) and the weight packed for these plans (pack_weight), in C units of U.
+template <class U>
+void direct_conv(const float* x, index_t N, index_t C, index_t H, index_t W, const U* packed, index_t O,
+                 index_t T, const Plans& plans, const float* bias, float* y, index_t Ho, index_t Wo) {
+    const index_t units = unit_count<U>(C), blocks = (O + kChannels - 1) / kChannels, plane = H * plans.width;
 #pragma omp parallel
     {
-        std::vector<float> image(static_cast<size_t>(C * plane), 0.0f);  // the padding columns stay 0
+        std::vector<U> image(static_cast<size_t>(units * plane), U{});  // the padding columns stay 0
         alignas(64) float out[kTileQ * kChannels];
         index_t loaded = -1;
 #pragma omp for schedule(static)
         for (index_t task = 0; task < N * blocks; ++task) {
             const index_t n = task / blocks, b = task % blocks;
             if (n != loaded) {
-                for (index_t c = 0; c < C; ++c)
-                    for (index_t r = 0; r < H; ++r)
-                        std::copy_n(x + ((n * C + c) * H + r) * W, W, image.data() + c * plane + r * plans.width +
-                                                                          plans.left);
+                load_planes(x + n * C * H * W, C, H, W, plans, image.data());
                 loaded = n;
             }
             const index_t o0 = b * kChannels, width = std::min(kChannels, O - o0);
-            const auto& by_q = kTiles[(width + 15) / 16 - 1];
-            const float* w = packed + b * C * T * kChannels;
+            const auto& by_q = kTiles<U>[(width + 15) / 16 - 1];
+            const U* w = packed + b * units * T * kChannels;
             for (const RowPlan& row : plans.rows)
                 for (index_t k0 = 0; k0 < row.count; k0 += kTileQ) {
                     const index_t q = std::min<index_t>(kTileQ, row.count - k0);
-                    by_q[q - 1](w + plans.weights_at(row, C), plans.weights_per_c(row), image.data() + k0 * row.xstep,
-                                plane, C, row.taps.data(), static_cast<index_t>(row.taps.size()), row.xstep, out);
+                    by_q[q - 1](w + plans.weights_at(row, units), plans.weights_per_c(row),
+                                image.data() + k0 * row.xstep, plane, units, row.taps.data(),
+                                static_cast<index_t>(row.taps.size()), row.xstep, out);
                     float* dst = y + (n * O + o0) * Ho * Wo + row.h * Wo + row.first + k0 * row.step;
                     for (index_t o = 0; o < width; ++o, dst += Ho * Wo) {
                         const float shift = bias ? bias[o0 + o] : 0.0f;
@@ -207,20 +238,23 @@ bool direct_conv_supported() {
 #endif
 }
 
-// The weight in the plans' packed layout; element (o, c, t) of the weight is at o·o_stride + c·c_stride + t.
-static std::vector<float> pack_weight(const float* w, index_t O, index_t C, index_t T, index_t o_stride,
-                                      index_t c_stride, const Plans& plans) {
-    const index_t blocks = (O + kChannels - 1) / kChannels;
+// The weight in the plans' packed layout, in units of U; element (o, c, t) of the weight is at o·o_stride +
+// c·c_stride + t. (For bf16x2, channels 2k and 2k + 1 of a lane are its pair.)
+template <class U>
+static std::vector<U> pack_weight(const float* w, index_t O, index_t C, index_t T, index_t o_stride,
+                                  index_t c_stride, const Plans& plans) {
+    constexpr index_t per = kPerUnit<U>;
+    const index_t blocks = (O + kChannels - 1) / kChannels, units = unit_count<U>(C);
     const TapGroups& g = plans.groups;
-    std::vector<float> packed(static_cast<size_t>(blocks * C * T * kChannels), 0.0f);
+    std::vector<float> packed(static_cast<size_t>(blocks * units * T * kChannels * per), 0.0f);
     for (index_t o = 0; o < O; ++o)
         for (index_t c = 0; c < C; ++c)
             for (index_t t = 0; t < T; ++t) {
                 const index_t k = g.group[t], size = static_cast<index_t>(g.members[k].size());
-                const index_t at = (o / kChannels) * C * T + g.start[k] * C + c * size + g.slot[t];
-                packed[at * kChannels + o % kChannels] = w[o * o_stride + c * c_stride + t];
+                const index_t at = (o / kChannels) * units * T + g.start[k] * units + c / per * size + g.slot[t];
+                packed[(at * kChannels + o % kChannels) * per + c % per] = w[o * o_stride + c * c_stride + t];
             }
-    return packed;
+    return as_units<U>(std::move(packed));
 }
 
 using Pair = std::pair<index_t, index_t>;
@@ -232,9 +266,10 @@ void register_direct_conv(py::module_& m) {
     // transposed: x (N, C, H, W), weight (C, O, kh, kw) and the output size (Ho, Wo) are given;
     // otherwise weight (O, C, kh, kw) and the output size follows from the geometry.
     auto run = [](const py::array& x, const py::array& weight, const std::optional<py::array>& bias, Pair s,
-                  Pair p, bool transposed, Pair out_hw) -> py::array {
+                  Pair p, bool transposed, Pair out_hw, bool bf16) -> py::array {
         const char* op = transposed ? "direct_conv_transpose2d" : "direct_conv2d";
         if (!direct_conv_supported()) throw std::runtime_error(std::string(op) + ": this CPU has no AVX-512");
+        if (bf16 && !has_avx512_bf16()) throw std::runtime_error(std::string(op) + ": this CPU has no AVX-512-BF16");
         if (x.ndim() != 4 || weight.ndim() != 4)
             throw py::value_error(std::string(op) + ": expected x (N, C, H, W) and a 4-d weight");
         const index_t N = x.shape(0), C = x.shape(1), H = x.shape(2), W = x.shape(3);
@@ -263,22 +298,32 @@ void register_direct_conv(py::module_& m) {
             const Plans plans = transposed
                 ? conv_transpose2d_plans(H, W, kh, kw, s.first, s.second, p.first, p.second, Ho, Wo)
                 : conv2d_plans(H, W, kh, kw, s.first, s.second, p.first, p.second, Ho, Wo);
-            const auto packed = transposed ? pack_weight(wd, O, C, T, T, O * T, plans)
-                                           : pack_weight(wd, O, C, T, C * T, T, plans);
-            direct_conv(xd, N, C, H, W, packed.data(), O, T, plans, bd, yd, Ho, Wo);
+            const index_t o_stride = transposed ? T : C * T, c_stride = transposed ? O * T : T;
+            if (bf16) {
+                const auto packed = pack_weight<bf16x2>(wd, O, C, T, o_stride, c_stride, plans);
+                direct_conv(xd, N, C, H, W, packed.data(), O, T, plans, bd, yd, Ho, Wo);
+            } else {
+                const auto packed = pack_weight<float>(wd, O, C, T, o_stride, c_stride, plans);
+                direct_conv(xd, N, C, H, W, packed.data(), O, T, plans, bd, yd, Ho, Wo);
+            }
         }
 #endif
         return y;
     };
     m.def("direct_conv2d", [run](const py::array& x, const py::array& weight, const std::optional<py::array>& bias,
-                                 Pair s, Pair p) { return run(x, weight, bias, s, p, false, {0, 0}); },
+                                 Pair s, Pair p, bool bf16) { return run(x, weight, bias, s, p, false, {0, 0}, bf16); },
           py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"),
-          "conv2d of x (N, C, H, W) with weight (O, C, kh, kw), float32, no im2col.");
+          py::arg("bf16") = false,
+          "conv2d of x (N, C, H, W) with weight (O, C, kh, kw), float32, no im2col; bf16=True: x and the weight "
+          "rounded to bfloat16, float32 sums (VDPBF16PS: AVX-512-BF16).");
     m.def("direct_conv_transpose2d", [run](const py::array& x, const py::array& weight,
-                                           const std::optional<py::array>& bias, Pair s, Pair p, Pair out_hw) {
-        return run(x, weight, bias, s, p, true, out_hw);
+                                           const std::optional<py::array>& bias, Pair s, Pair p, Pair out_hw,
+                                           bool bf16) {
+        return run(x, weight, bias, s, p, true, out_hw, bf16);
     }, py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("stride"), py::arg("padding"), py::arg("out_hw"),
-       "conv_transpose2d of x (N, C, H, W) with weight (C, O, kh, kw) into an (N, O, *out_hw) output, float32.");
+       py::arg("bf16") = false,
+       "conv_transpose2d of x (N, C, H, W) with weight (C, O, kh, kw) into an (N, O, *out_hw) output, float32; "
+       "bf16=True: x and the weight rounded to bfloat16, float32 sums (VDPBF16PS: AVX-512-BF16).");
 }
 
 }  // namespace fastgan

@@ -295,6 +295,21 @@ inline float round_to_bfloat16(float x) {
     return x;
 }
 
+// The 16 bits of x rounded to bfloat16 (the storage the bfloat16 instructions read).
+inline std::uint16_t bfloat16_bits(float x) {
+    std::uint32_t u;
+    const float r = round_to_bfloat16(x);
+    std::memcpy(&u, &r, sizeof u);
+    return static_cast<std::uint16_t>(u >> 16);
+}
+
+// Two values rounded to bfloat16 side by side in 32 bits, `first` in the low half: the unit VDPBF16PS multiplies,
+// lane by lane, adding first·first' + second·second' (two consecutive terms of a sum) to a float32.
+enum class bf16x2 : std::uint32_t {};
+inline bf16x2 bfloat16_pair(float first, float second) {
+    return bf16x2(std::uint32_t(bfloat16_bits(first)) | std::uint32_t(bfloat16_bits(second)) << 16);
+}
+
 // out[i] = round_to_bfloat16(in[i]) for i in [0, n); in == out rounds in place (the fused epilogues of batch norm
 // and LeakyReLU call it on an output run still in cache). bfloat16.cpp.
 void round_run_to_bfloat16(const float* in, float* out, index_t n);
@@ -347,5 +362,6 @@ void register_minibatch(py::module_& m);
 
 // Whether this CPU runs the direct float32 convolutions (AVX-512; direct_conv.cpp).
 bool direct_conv_supported();
+bool has_avx512_bf16();   // gemm_bf16.cpp: the CPU has AVX-512F and AVX512_BF16 (VDPBF16PS)
 
 }  // namespace fastgan

@@ -19,15 +19,15 @@
 // tile registers that AMX has. Each element of C is summed by one thread, over K in order: the result does not
 // depend on the thread count.
 //
-// The block is written once, over an interface of tile operations (load, zero, dot, store), and runs on three
-// implementations of it:
+// The block is written once, over an interface of tile operations (load, zero, dot, store), for two
+// implementations of them:
 //   Amx         the AMX instructions (Sapphire Rapids and later);
-//   Avx512Bf16  the tiles kept in memory and each TDPBF16PS done as 16 × 16 VDPBF16PS: the same pairs, 16 float32
-//               lanes per instruction (CPUs with AVX-512-BF16 but no AMX: Cooper Lake, Zen 4);
 //   Emulated    the tiles in memory and the instruction's definition written out in scalar C++ (Intel's
 //               pseudo-code for TDPBF16PS): it runs on any CPU, so the packing, the blocking and the edges are tested
-//               everywhere, and the two hardware paths, which share all of it, differ from it only in the
-//               instruction that does the arithmetic.
+//               everywhere, and the AMX path, which shares all of it, differs from it only in the instructions.
+// A third path has its own block over the same packing and blocking:
+//   Avx512Bf16  the block summed in vector registers, 16 float32 lanes per VDPBF16PS (CPUs with AVX-512-BF16 but
+//               no AMX: Cooper Lake, Zen 4).
 #include "fastgan.h"
 
 #include <chrono>
@@ -51,12 +51,7 @@ constexpr index_t kTileK = 32;            // bfloat16 values of K in one tile ro
 constexpr index_t kTileElems = 16 * 32;   // bfloat16 values in a tile of A or B (1 KB)
 constexpr index_t kRowBytes = 64;         // bytes of a tile row: the stride of the packed tiles
 
-inline bf16 to_bf16(float x) {
-    const float r = round_to_bfloat16(x);
-    std::uint32_t u;
-    std::memcpy(&u, &r, sizeof u);
-    return static_cast<bf16>(u >> 16);
-}
+inline bf16 to_bf16(float x) { return bfloat16_bits(x); }
 
 inline float from_bf16(bf16 b) {
     const std::uint32_t u = std::uint32_t(b) << 16;
@@ -148,7 +143,7 @@ void pack_b(const Strided& b, index_t KB, bf16* packed) {
 // C[i][j] (i, j in {0, 1}) are the four accumulators, A[i] and B[j] the operands of one step of K:
 // dot<i, j>() is C[i][j] += A[i]·B[j]. The AMX registers are tmm0-3 (C, row-major), tmm4-5 (A), tmm6-7 (B).
 
-// Tiles in memory: the state of the Emulated and Avx512Bf16 paths (per thread, as the registers would be).
+// Tiles in memory: the state of the Emulated path (per thread, as the registers would be).
 struct MemoryTiles {
     alignas(64) float c[2][2][16][16];
     alignas(64) bf16 a[2][kTileElems];
@@ -187,19 +182,66 @@ struct Emulated : TilesInMemory {
 
 #ifdef FASTGAN_BF16_HW
 
-// TDPBF16PS as 16 × 16 VDPBF16PS: for row m of C, 16 lanes n each gain A[m, 2k]·B[2k, n] + A[m, 2k+1]·B[2k+1, n]
-// (the pair of A broadcast to every lane, row k of the B tile as it is), k = 0 .. 15.
-struct Avx512Bf16 : TilesInMemory {
-    template <int I, int J> __attribute__((target("avx512f,avx512bf16"))) static void dot() {
-        const std::uint32_t* a = reinterpret_cast<const std::uint32_t*>(tiles.a[I]);  // pairs of A
-        __m512i b[16];
-        for (int k = 0; k < 16; ++k) b[k] = _mm512_load_si512(tiles.b[J] + k * 32);
-        for (int m = 0; m < 16; ++m) {
-            __m512 c = _mm512_load_ps(tiles.c[I][J][m]);
-            for (int k = 0; k < 16; ++k)
-                c = _mm512_dpbf16_ps(c, (__m512bh)_mm512_set1_epi32(int(a[m * 16 + k])), (__m512bh)b[k]);
-            _mm512_store_ps(tiles.c[I][J][m], c);
+// AVX-512-BF16 has no tile registers but 32 vector registers of 16 float32, and VDPBF16PS, which is one row of
+// TDPBF16PS's work: 16 lanes n each gain A[m, 2k]·B[2k, n] + A[m, 2k+1]·B[2k+1, n]. So this path keeps the packed
+// tiles (a row of a B tile is one register's worth: 16 columns' pairs) but not the tile operations: it sums the
+// block in strips of 8 rows × 16·NT columns, each strip's 8·NT accumulators held in registers over the whole of K.
+// For each pair k of K, each B tile's row k is loaded once and each row's pair of A broadcast to every lane:
+//
+//     acc[r][j] += A[r, 2k..2k+1] · B[2k..2k+1, 16j .. 16j+15]          r = 0..7, j < NT: 8·NT products, 8 + NT loads
+//
+// The latency of VDPBF16PS is hidden behind the 8·NT independent sums in flight, where one tile row at a time
+// (16 dependent VDPBF16PS into one register) left the unit waiting. Each element of C is summed over K in the same
+// order as on the tile paths.
+struct Avx512Bf16 {
+    static void begin() {}
+    static void end() {}
+
+    // the strip at rows a (row r0 of A's tile row, kb = 0) × the NT tile columns from b (kb = 0) → out (32 wide)
+    template <int NT> __attribute__((target("avx512f,avx512bf16"))) static void strip(
+            const bf16* a, const bf16* b, index_t KB, float* out) {
+        __m512 acc[8][NT];
+        for (int r = 0; r < 8; ++r)
+            for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_setzero_ps();
+        for (index_t kb = 0; kb < KB; ++kb) {
+            const std::uint32_t* pa = reinterpret_cast<const std::uint32_t*>(a + kb * kTileElems);  // pairs of A
+            const bf16* pb = b + kb * kTileElems;
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; ++k) {
+                __m512bh bk[NT];
+                for (int j = 0; j < NT; ++j) bk[j] = (__m512bh)_mm512_load_si512(pb + j * KB * kTileElems + k * 32);
+                for (int r = 0; r < 8; ++r) {
+                    const __m512bh ak = (__m512bh)_mm512_set1_epi32(int(pa[r * 16 + k]));
+                    for (int j = 0; j < NT; ++j) acc[r][j] = _mm512_dpbf16_ps(acc[r][j], ak, bk[j]);
+                }
+            }
         }
+        for (int r = 0; r < 8; ++r)
+            for (int j = 0; j < NT; ++j) _mm512_store_ps(out + r * 32 + 16 * j, acc[r][j]);
+    }
+
+    // one block of C of (16·MT) × (16·NT): 2·MT strips (see block below for the operands)
+    template <int MT, int NT> static void block(const bf16* a, const bf16* b, index_t KB, float* out) {
+        for (int i = 0; i < MT; ++i)
+            for (int half = 0; half < 2; ++half)
+                strip<NT>(a + i * KB * kTileElems + half * 8 * kTileK, b, KB, out + (16 * i + 8 * half) * 32);
+    }
+
+    // the arithmetic peak's loop (peak_flops): a strip's 16 products on operands held in registers, `repeats`
+    // times; returns the FLOP done
+    __attribute__((target("avx512f,avx512bf16"))) static double spin(index_t repeats) {
+        const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3F80);   // bfloat16 1.0: no subnormals
+        __m512 acc[16];
+        for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+        for (index_t r = 0; r < repeats; ++r)
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; ++i) acc[i] = _mm512_dpbf16_ps(acc[i], one, one);
+        alignas(64) float sink[16];
+        __m512 sum = acc[0];
+        for (int i = 1; i < 16; ++i) sum = _mm512_add_ps(sum, acc[i]);
+        _mm512_store_ps(sink, sum);   // keeps the loop from being optimised away
+        __asm__ volatile("" ::"m"(sink));
+        return double(repeats) * 16 * (16 * 2 * 2);   // 16 lanes × a pair of multiply-adds each
     }
 };
 
@@ -250,9 +292,10 @@ struct Amx {
 
 // --- the GEMM -------------------------------------------------------------------------------------------------------
 
-// One block of C of (16·MT) × (16·NT), MT, NT in {1, 2}, summed over the KB tiles of K into out (32 × 32 float32).
+// One block of C of (16·MT) × (16·NT), MT, NT in {1, 2}, summed over the KB tiles of K into out (32 × 32 float32),
+// with the tile operations of T; a is the block's first tile of A (its tile rows KB tiles apart), b its first of B.
 template <class T, int MT, int NT>
-void block(const bf16* a, const bf16* b, index_t KB, float* out) {
+void tile_block(const bf16* a, const bf16* b, index_t KB, float* out) {
     constexpr index_t stride = 32 * sizeof(float);
     T::template zero<0, 0>();
     if constexpr (NT == 2) T::template zero<0, 1>();
@@ -273,6 +316,16 @@ void block(const bf16* a, const bf16* b, index_t KB, float* out) {
     if constexpr (NT == 2) T::template store<0, 1>(out + 16, stride);
     if constexpr (MT == 2) T::template store<1, 0>(out + 16 * 32, stride);
     if constexpr (MT == 2 && NT == 2) T::template store<1, 1>(out + 16 * 32 + 16, stride);
+}
+
+// The block on path T: its tile operations, or the vector registers' own block (Avx512Bf16).
+template <class T, int MT, int NT>
+void block(const bf16* a, const bf16* b, index_t KB, float* out) {
+#ifdef FASTGAN_BF16_HW
+    if constexpr (std::is_same_v<T, Avx512Bf16>) return T::template block<MT, NT>(a, b, KB, out);
+    else
+#endif
+    tile_block<T, MT, NT>(a, b, KB, out);
 }
 
 // C (M, N, rows ldc apart) = packed A · packed B. Consecutive blocks share the panel of the larger operand, whose
@@ -303,30 +356,39 @@ void gemm_packed(const bf16* a, const bf16* b, index_t M, index_t N, index_t KB,
     }
 }
 
-// The arithmetic peak of a path: the four dots of a 2 × 2 block again and again on tiles loaded once (no memory
-// traffic), on every thread at once. Returns FLOP/s: each dot is 16·16·32 multiply-adds.
+// The arithmetic peak of a path: its products again and again on operands loaded once (no memory traffic), on
+// every thread at once. Returns FLOP/s. On the tile paths: the four dots of a 2 × 2 block, each 16·16·32
+// multiply-adds; on AVX-512-BF16, a strip's products (Avx512Bf16::spin).
 template <class T>
-double peak_flops(index_t repeats) {
+double tile_spin(index_t repeats) {
     std::vector<bf16> ones(4 * kTileElems + 32, 0x3F80);   // bfloat16 1.0: sums stay exact, no subnormals
     const bf16* tiles64 = aligned64(ones.data());
-    int threads = 1;
+    T::begin();
+    T::template zero<0, 0>(), T::template zero<0, 1>(), T::template zero<1, 0>(), T::template zero<1, 1>();
+    T::template load_a<0>(tiles64), T::template load_a<1>(tiles64 + kTileElems);
+    T::template load_b<0>(tiles64 + 2 * kTileElems), T::template load_b<1>(tiles64 + 3 * kTileElems);
+    for (index_t r = 0; r < repeats; ++r)
+        T::template dot<0, 0>(), T::template dot<0, 1>(), T::template dot<1, 0>(), T::template dot<1, 1>();
+    alignas(64) float out[32 * 32];
+    T::template store<0, 0>(out, 32 * sizeof(float));   // keeps the loop from being optimised away
+    T::end();
+    return double(repeats) * 4 * (16.0 * 16 * 32 * 2);
+}
+
+template <class T>
+double peak_flops(index_t repeats) {
+    double flops = 0;
     const auto start = std::chrono::steady_clock::now();
-#pragma omp parallel
+#pragma omp parallel reduction(+ : flops)
     {
-#pragma omp single
-        threads = max_threads();
-        T::begin();
-        T::template zero<0, 0>(), T::template zero<0, 1>(), T::template zero<1, 0>(), T::template zero<1, 1>();
-        T::template load_a<0>(tiles64), T::template load_a<1>(tiles64 + kTileElems);
-        T::template load_b<0>(tiles64 + 2 * kTileElems), T::template load_b<1>(tiles64 + 3 * kTileElems);
-        for (index_t r = 0; r < repeats; ++r)
-            T::template dot<0, 0>(), T::template dot<0, 1>(), T::template dot<1, 0>(), T::template dot<1, 1>();
-        alignas(64) float out[32 * 32];
-        T::template store<0, 0>(out, 32 * sizeof(float));   // keeps the loop from being optimised away
-        T::end();
+#ifdef FASTGAN_BF16_HW
+        if constexpr (std::is_same_v<T, Avx512Bf16>) flops += T::spin(repeats);
+        else
+#endif
+        flops += tile_spin<T>(repeats);
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    return double(threads) * repeats * 4 * (16.0 * 16 * 32 * 2) / seconds;
+    return flops / seconds;
 }
 
 // --- which hardware ---------------------------------------------------------------------------------------------
@@ -338,7 +400,6 @@ bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit) {
 }
 
 bool has_amx() { return cpuid_bit(7, 0, 3, 24) && cpuid_bit(7, 0, 3, 22); }   // EDX: AMX-TILE, AMX-BF16
-bool has_avx512_bf16() { return cpuid_bit(7, 0, 1, 16) && cpuid_bit(7, 1, 0, 5); }  // AVX512F; EAX: AVX512_BF16
 
 // Linux gives a process the 8 KB of AMX tile state only when asked (once per process).
 void request_amx() {
@@ -376,6 +437,8 @@ auto on_path(const std::string& path, const char* op, F&& f) {
 }
 
 }  // namespace
+
+bool has_avx512_bf16() { return cpuid_bit(7, 0, 1, 16) && cpuid_bit(7, 1, 0, 5); }  // AVX512F; EAX: AVX512_BF16
 
 void register_gemm_bf16(py::module_& m) {
     m.def("bf16_paths", [] {
@@ -421,7 +484,8 @@ void register_gemm_bf16(py::module_& m) {
         py::gil_scoped_release nogil;
         return peak(repeats);
     }, py::arg("path"), py::arg("repeats"),
-       "FLOP/s of `repeats` tile products on tiles held in place, on every thread: the path's arithmetic peak.");
+       "FLOP/s of `repeats` rounds of the path's products on operands held in place (the tile paths: four tile "
+       "products; avx512-bf16: a strip's 16 VDPBF16PS), on every thread: the path's arithmetic peak.");
 }
 
 }  // namespace fastgan

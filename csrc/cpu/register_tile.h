@@ -9,11 +9,22 @@
 // channels). With R = 4 and Q = 7, 28 accumulators keep both FMA units busy while 4 + 7 loads feed them. Every
 // tile is compiled for each (R, Q) up to that size (tile_table), so a kernel can cover any channel count and row
 // length with the right tile, without masks.
+//
+// The same tile sums bfloat16 products (fastgan.autocast on a CPU with AVX-512-BF16) when its operands are pairs of
+// bfloat16 (bf16x2, fastgan.h): two consecutive terms of the sum, side by side in each 32-bit lane. One VDPBF16PS
+// then does a step's work for both terms, so a sum takes half the steps, each at the speed of an FMA:
+//
+//     acc[r][q] += vectors[16r + lane].first · scalars[q·stride].first + (… .second · … .second)
+//
+// The kernels are templates over the operand type (float or bf16x2); only their copies of the operands into the
+// tile's layout differ.
 #pragma once
 
 #include "fastgan.h"
 
 #include <array>
+#include <type_traits>
+#include <vector>
 #include <utility>
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -52,6 +63,7 @@ struct RegisterTile {
 #pragma GCC unroll 4
             for (int r = 0; r < R; ++r) _mm512_storeu_ps(p + q * row + 16 * r, acc[r][q]);
     }
+    // one step of float32 products
     FASTGAN_TILE_FN void step(const float* __restrict vectors, const float* __restrict scalars, index_t stride) {
         __m512 v[R];
 #pragma GCC unroll 4
@@ -63,7 +75,45 @@ struct RegisterTile {
             for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(v[r], s, acc[r][q]);
         }
     }
+    // one step of bfloat16 products: two terms of the sum per lane (the caller has checked for AVX-512-BF16)
+    FASTGAN_TILE_FN void step(const bf16x2* __restrict vectors, const bf16x2* __restrict scalars, index_t stride) {
+        __m512i v[R];
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r) v[r] = _mm512_loadu_si512(vectors + 16 * r);
+#pragma GCC unroll 7
+        for (int q = 0; q < Q; ++q) {
+            const __m512i s = _mm512_set1_epi32(static_cast<int>(scalars[q * stride]));
+#pragma GCC unroll 4
+            for (int r = 0; r < R; ++r) acc[r][q] = dot_bf16x2(acc[r][q], v[r], s);
+        }
+    }
+
+    // acc + the lanes' pair products (VDPBF16PS), as one line of assembly: the tiles are compiled for AVX-512F
+    // alone (a target attribute cannot depend on a template argument), and the instruction is reached only on a
+    // CPU that has it
+    FASTGAN_TILE_FN static __m512 dot_bf16x2(__m512 acc, __m512i a, __m512i b) {
+        __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+        return acc;
+    }
 };
+
+// Values of a sum per operand unit (1 for float, 2 for bf16x2), and the units that hold n values (a last odd value
+// of bf16x2 beside a zero).
+template <class U> constexpr index_t kPerUnit = std::is_same_v<U, bf16x2> ? 2 : 1;
+template <class U> constexpr index_t unit_count(index_t n) { return (n + kPerUnit<U> - 1) / kPerUnit<U>; }
+
+// Float32 values, consecutive terms adjacent (an even count for bf16x2), as units of U: for bf16x2 rounded to
+// bfloat16 in pairs.
+template <class U>
+std::vector<U> as_units(std::vector<float>&& values) {
+    if constexpr (std::is_same_v<U, float>) {
+        return std::move(values);
+    } else {
+        std::vector<U> pairs(values.size() / 2);
+        for (size_t i = 0; i < pairs.size(); ++i) pairs[i] = bfloat16_pair(values[2 * i], values[2 * i + 1]);
+        return pairs;
+    }
+}
 
 // table[R - 1][Q - 1] = &Kernel<R, Q>::run for every R ≤ kTileR and Q ≤ kTileQ: a kernel picks, at run time, the
 // compiled tile that fits what is left of its channels and columns.

@@ -15,9 +15,11 @@ What runs natively, and what stays in NumPy:
         and a backward reuses the columns its forward computed when nothing has overwritten them (_columns).
     batch_norm_act_forward / _backward, leaky_relu_forward / _backward, sigmoid_bce_forward, adam_step, sgd_step
         native, one fused pass each (see the .cpp files for the math and the pass structure).
-    the bfloat16 products (the *_bf16 kernels, reference.py): by default the float32 kernels above on operands
-        rounded to bfloat16 in one native pass each; FASTGAN_BF16=amx|avx512-bf16|emulated (or `with use_bf16(...)`)
-        runs the convolutions' GEMMs, and matmul_bf16, on a bfloat16 GEMM instead (csrc/cpu/gemm_bf16.cpp).
+    the bfloat16 products (the *_bf16 kernels, reference.py), on one of these paths (FASTGAN_BF16, or
+        `with use_bf16(...)`; _bf16_path): float32, the float32 kernels above on operands rounded to bfloat16 in one
+        native pass each; avx512-bf16 (the default where the CPU has it), the same kernels with the direct ones
+        summing bfloat16 products on VDPBF16PS (bf16=True) and matmul_bf16 on the bfloat16 GEMM
+        (csrc/cpu/gemm_bf16.cpp); amx or emulated, the im2col path with all the convolutions' GEMMs on that GEMM.
         Batch norm + activation and LeakyReLU round their output, and their input gradient, in the pass that
         writes it, and an operand this module rounded already is not rounded again (_bfloat16_arrays).
 Shapes are spelled out in full (never reshape(n, -1), which an empty batch, n = 0, cannot resolve). The native
@@ -106,8 +108,9 @@ def _direct_needs_avx512(choice, source):
 CONV_CHOICES = ("auto", "im2col", "direct")
 _conv = _Setting("FASTGAN_CONV", CONV_CHOICES, _direct_needs_avx512)
 
-# How the bfloat16 products run (see _bf16_gemm_path): "auto" (the default), "float32", or a bfloat16 GEMM of
-# csrc/cpu/gemm_bf16.cpp: "amx", "avx512-bf16" (each where the CPU has it) or "emulated" (any CPU; slow).
+# How the bfloat16 products run (see _bf16_path): "auto" (the default), "float32" (float32 kernels on rounded
+# operands), "avx512-bf16" (the direct kernels on VDPBF16PS), or "amx" / "emulated" (im2col + the bfloat16 GEMM of
+# csrc/cpu/gemm_bf16.cpp); the hardware ones where the CPU has them.
 BF16_CHOICES = ("auto", "float32", "amx", "avx512-bf16", "emulated")
 _BF16_PATHS = _C.bf16_paths()  # the GEMM paths this CPU runs: "emulated", and "avx512-bf16", "amx" where it has them
 
@@ -178,7 +181,7 @@ def _per_image(rows):
     memory-bound, and per image it reads and writes NCHW directly, where one big GEMM needs the image transposed to
     channel rows and back (two more passes over the largest activations of the model). Not on a bfloat16 GEMM
     (_matmul), which packs its operands on every call: there one call beats one per image."""
-    return rows <= 32 and getattr(_local, "gemm_bf16", None) is None
+    return rows <= 32 and _bf16_gemm_now() is None
 
 
 def conv_choice():
@@ -192,9 +195,9 @@ def use_conv(choice):
 
 
 def _matmul(a, b, out=None):
-    """The GEMMs of the convolutions: NumPy's BLAS, or the bfloat16 GEMM while a *_bf16 convolution runs on a
-    bfloat16 path (gemm_bf16; the convolutions are then the same code with other GEMMs)."""
-    path = getattr(_local, "gemm_bf16", None)
+    """The GEMMs of the convolutions: NumPy's BLAS, or the bfloat16 GEMM while a *_bf16 convolution runs on a GEMM
+    path (_bf16_gemm_now; the convolutions are then the same code with other GEMMs)."""
+    path = _bf16_gemm_now()
     return np.matmul(a, b, out=out) if path is None else gemm_bf16(a, b, path, out)
 
 
@@ -211,11 +214,26 @@ def _direct(dtype, vector_channels, reduction, side):
                 every pass (docs/performance.md).
         im2col  never;
         direct  always (the whole-image and 1x1-input shapes, plain GEMMs, stay GEMMs under every choice).
-    Never while a *_bf16 convolution runs on a bfloat16 GEMM (_matmul): the direct kernels are float32 ones."""
+    Under a *_bf16 convolution the same choice is made on the float32 and "avx512-bf16" paths (the direct kernels
+    then sum bfloat16 products: _direct_bf16), and never on a GEMM path (_bf16_gemm_now), which has GEMMs only."""
     choice = _conv.now()
-    if not _DIRECT or dtype != np.float32 or choice == "im2col" or getattr(_local, "gemm_bf16", None):
+    if not _DIRECT or dtype != np.float32 or choice == "im2col" or _bf16_gemm_now():
         return False
     return choice == "direct" or (vector_channels >= 16 and reduction > 32 and side >= 7)
+
+
+def _direct_bf16():
+    """Whether the direct kernels sum bfloat16 products now (bf16=True: VDPBF16PS, csrc/cpu/register_tile.h): while
+    a *_bf16 convolution runs on the "avx512-bf16" path."""
+    return _local.__dict__.get("bf16_path") == "avx512-bf16"
+
+
+def _bf16_gemm_now():
+    """The bfloat16 GEMM path (gemm_bf16) the convolutions' GEMMs run on now, or None for NumPy's BLAS: "amx" or
+    "emulated" while a *_bf16 convolution runs on that path. On the float32 and "avx512-bf16" paths the GEMMs that
+    remain (the thin and whole-image layers, memory-bound) are BLAS's, on operands _bf16_op has rounded."""
+    path = _local.__dict__.get("bf16_path")
+    return path if path in ("amx", "emulated") else None
 
 
 def _side(*images):
@@ -304,7 +322,7 @@ def conv2d_forward(x, weight, bias, stride, padding):
         return y.reshape(n, o, 1, 1)
     ho, wo = reference._conv_out_hw(x.shape, kernel, stride, padding)
     if _direct(x.dtype, o, w2.shape[1], min(_side(x), ho, wo)):
-        return _C.direct_conv2d(x, weight, bias, tuple(stride), tuple(padding))
+        return _C.direct_conv2d(x, weight, bias, tuple(stride), tuple(padding), bf16=_direct_bf16())
     per_image = _per_image(w2.shape[1])
     cols = _columns(x, tuple(kernel), tuple(stride), tuple(padding), per_image)
     if per_image:
@@ -337,10 +355,12 @@ def conv2d_backward(dy, x, weight, stride, padding, output_mask=(True, True, Tru
     elif want_dx or want_dw:
         if want_dx and _direct(x.dtype, x.shape[1], o * kernel[0] * kernel[1], _side(x, dy)):
             # dx is the transposed convolution of dy with the same weight, onto x's grid
-            dx = _C.direct_conv_transpose2d(dy, weight, None, tuple(stride), tuple(padding), x.shape[2:])
+            dx = _C.direct_conv_transpose2d(
+                dy, weight, None, tuple(stride), tuple(padding), x.shape[2:], bf16=_direct_bf16())
             want_dx = False
         if want_dw and _direct(x.dtype, x.shape[1], dy.size // o, _side(x, dy)):
-            dweight = _C.direct_conv2d_weight_grad(dy, x, tuple(kernel), tuple(stride), tuple(padding))
+            dweight = _C.direct_conv2d_weight_grad(
+                dy, x, tuple(kernel), tuple(stride), tuple(padding), bf16=_direct_bf16())
             want_dw = False
         if want_dx or want_dw:
             per_image = _per_image(w2.shape[1])
@@ -382,7 +402,8 @@ def conv_transpose2d_forward(x, weight, bias, stride, padding, output_padding):
         return y
     y_shape = reference._conv_transpose_out_shape(x, weight, stride, padding, output_padding)
     if _direct(x.dtype, cout, cin * kernel[0] * kernel[1], _side(x, y_shape)):
-        return _C.direct_conv_transpose2d(x, weight, bias, tuple(stride), tuple(padding), tuple(y_shape[2:]))
+        return _C.direct_conv_transpose2d(
+            x, weight, bias, tuple(stride), tuple(padding), tuple(y_shape[2:]), bf16=_direct_bf16())
     per_image = _per_image(w2.shape[1])
     # X as a matrix per image (N, Cin, H*W), or as channel rows (Cin, N*H*W)
     x_mat = (x.reshape(n, cin, x.shape[2] * x.shape[3]) if per_image else
@@ -412,11 +433,12 @@ def conv_transpose2d_backward(dy, x, weight, stride, padding, output_padding, ou
     elif want_dx or want_dw:
         if want_dx and _direct(x.dtype, cin, w2.shape[1], _side(x, dy)):
             # dx is the convolution of dy with the same weight (it lands on x's grid: output_padding < stride)
-            dx = _C.direct_conv2d(dy, weight, None, tuple(stride), tuple(padding))
+            dx = _C.direct_conv2d(dy, weight, None, tuple(stride), tuple(padding), bf16=_direct_bf16())
             want_dx = False
         if want_dw and _direct(x.dtype, dy.shape[1], x.size // cin, _side(x, dy)):
             # the same sum as conv2d's weight gradient, with x in the place of dy and windows read from dy
-            dweight = _C.direct_conv2d_weight_grad(x, dy, tuple(kernel), tuple(stride), tuple(padding))
+            dweight = _C.direct_conv2d_weight_grad(
+                x, dy, tuple(kernel), tuple(stride), tuple(padding), bf16=_direct_bf16())
             want_dw = False
         per_image = _per_image(w2.shape[1])
         cols = _columns(dy, tuple(kernel), tuple(stride), tuple(padding), per_image) if want_dx or want_dw else None
@@ -555,25 +577,29 @@ def use_bf16(choice):
     return _bf16.use(choice, "use_bf16")
 
 
-def _bf16_gemm_path():
-    """The bfloat16 GEMM the *_bf16 products run on now, or None for the float32 path: the float32 kernels on
-    operands rounded to bfloat16, which every CPU runs at its float32 speed. "auto" is that path for now, also on a
-    CPU with AMX or AVX-512-BF16: those two GEMMs have been tested only through the emulator, which shares all
-    their code but the instruction that multiplies (csrc/cpu/gemm_bf16.cpp). FASTGAN_BF16=amx or avx512-bf16 runs
-    them, and FASTGAN_TEST_BF16_HARDWARE=1 runs their tests (tests/test_bfloat16.py) on such a CPU."""
+def _bf16_path():
+    """The path the *_bf16 products take now (bf16_choice(), with "auto" resolved), or None for the float32 path:
+    the float32 kernels on operands rounded to bfloat16, which every CPU runs at its float32 speed. "auto" is
+    "avx512-bf16" on a CPU that has it (Zen 4, and Intel's since Cooper Lake, AMX ones too), where its direct
+    kernels made the DCGAN step 1.4x faster than the float32 path (docs/precision.md); elsewhere the float32 path.
+    The AMX GEMM is not chosen by "auto": with im2col around it, it was slower than the float32 path."""
     choice = _bf16.now()
-    return None if choice in ("auto", "float32") else choice
+    if choice == "auto":
+        return "avx512-bf16" if "avx512-bf16" in _BF16_PATHS else None
+    return None if choice == "float32" else choice
 
 
 def bfloat16_path():
     """How the *_bf16 kernels run on this CPU, in words (python -m fastgan.kernels prints it)."""
     hardware = [name for path, name in (("amx", "AMX"), ("avx512-bf16", "AVX-512-BF16")) if path in _BF16_PATHS]
-    has = (f"this CPU has {' and '.join(hardware)}: FASTGAN_BF16={'amx' if 'AMX' in hardware else 'avx512-bf16'} "
-           "runs it (not yet the default)" if hardware else "this CPU has neither AMX nor AVX-512-BF16")
-    path = _bf16_gemm_path()
-    how = ("float32 kernels on operands rounded to bfloat16" if path is None else
-           f"im2col + the {path} bfloat16 GEMM (csrc/cpu/gemm_bf16.cpp)")
-    return f"FASTGAN_BF16={_bf16.now()}: {how} ({has})"
+    has = f"this CPU has {' and '.join(hardware)}" if hardware else "this CPU has neither AMX nor AVX-512-BF16"
+    how = {None: "float32 kernels on operands rounded to bfloat16",
+           "avx512-bf16": "the direct convolutions on VDPBF16PS (csrc/cpu/register_tile.h), where the float32 "
+                          "ones would be direct; the other layers' GEMMs in float32 on rounded operands; matmul on "
+                          "the avx512-bf16 bfloat16 GEMM (csrc/cpu/gemm_bf16.cpp)"}
+    path = _bf16_path()
+    return (f"FASTGAN_BF16={_bf16.now()}: "
+            f"{how.get(path, f'im2col + the {path} bfloat16 GEMM (csrc/cpu/gemm_bf16.cpp)')} ({has})")
 
 
 def gemm_bf16(a, b, path, out=None):
@@ -601,20 +627,18 @@ def round_to_bfloat16(x):
 
 
 def _bf16_op(fp32_op, operands):
-    """fp32_op on its first `operands` arguments rounded to bfloat16 (reference._bf16), with its GEMMs on the
-    bfloat16 GEMM of bf16_choice() when that is not the float32 path. (On that path the GEMM's packing rounds the
-    operands again, for nothing: they are bfloat16 values already.)"""
+    """fp32_op on its first `operands` arguments rounded to bfloat16 (reference._bf16), on the path _bf16_path()
+    names: fp32_op's own code, whose direct kernels (_direct_bf16) and GEMMs (_bf16_gemm_now) look up the path
+    while it runs. (Kernels on bfloat16 hardware round their operands as they copy them, so for them the rounding
+    here is done twice; it is idempotent, and an operand a fused epilogue rounded is not rounded again.)"""
     rounded = reference._bf16(fp32_op, operands, round_to_bfloat16)
 
     def op(*args, **kwargs):
-        path = _bf16_gemm_path()
-        if path is None:
-            return rounded(*args, **kwargs)
-        _local.gemm_bf16 = path
+        _local.bf16_path = _bf16_path()
         try:
             return rounded(*args, **kwargs)
         finally:
-            _local.gemm_bf16 = None
+            _local.bf16_path = None
     op.__name__, op.__doc__ = rounded.__name__, rounded.__doc__
     return op
 
@@ -627,7 +651,7 @@ conv_transpose2d_backward_bf16 = _bf16_op(conv_transpose2d_backward, 3)
 
 def matmul_bf16(a, b):
     """a @ b on operands rounded to bfloat16, summed in float32: BLAS on the float32 path, else gemm_bf16."""
-    path = _bf16_gemm_path()
+    path = _bf16_path()
     if path is None or a.ndim < 2 or b.ndim < 2 or not _native(np.float32, a, b):
         return np.matmul(round_to_bfloat16(a), round_to_bfloat16(b))
     return gemm_bf16(a, b, path)
