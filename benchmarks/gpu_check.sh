@@ -12,10 +12,10 @@
 #   step-bf16     the same with --precision bf16: fastgan.autocast against torch.autocast  (GPU_STEP_ARGS)
 #   kernels       benchmarks/gpu_kernels.py  kernel by kernel against torch             (GPU_KERNELS_ARGS)
 #   train         benchmarks/gpu_train.py    one epoch of fastgan.train on cuda, synthetic data  (GPU_TRAIN_ARGS)
-#   cpu-bf16      the host CPU's bfloat16 GEMMs (AMX, AVX-512-BF16) against the bf16 reference (tests/test_bfloat16.py)
+#   cpu-bf16      the host CPU's bfloat16 paths (AMX, AVX-512-BF16) against the bf16 reference (tests/test_bfloat16.py)
 #   cpu-bf16-kernels, cpu-bf16-step   benchmarks/kernels.py and train_step.py --precision bf16 on that CPU, on the
-#                 GEMM path FASTGAN_BF16=$CPU_BF16_PATH (default amx), beside torch's autocast, the step followed
-#                 by a profile of fastgan's (--profile 3)  (CPU_BF16_ARGS)
+#                 path FASTGAN_BF16=$CPU_BF16_PATH (default auto; amx: the AMX GEMM), beside torch's autocast, the
+#                 step followed by a profile of fastgan's (--profile 3)  (CPU_BF16_ARGS)
 #   cpu-conv      the host CPU's float32 convolutions at the 64×64 model's shapes, direct (AVX-512) beside im2col and
 #                 torch, 2 threads  (CPU_CONV_ARGS)
 #
@@ -63,10 +63,10 @@ stage_command() {  # the command line of a stage, one word per line
         cpu-bf16)     printf '%s\n' "$PY" -m pytest -q -rfE --tb=short \
                           -p no:cacheprovider -p gpu_pytest_plugin tests/test_bfloat16.py -k "amx or avx512" ;;
         # shellcheck disable=SC2086
-        cpu-bf16-kernels) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/kernels.py \
+        cpu-bf16-kernels) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-auto}" "$PY" benchmarks/kernels.py \
                           --precision bf16 ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --repeats 9} ;;
         # shellcheck disable=SC2086
-        cpu-bf16-step) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-amx}" "$PY" benchmarks/train_step.py \
+        cpu-bf16-step) printf '%s\n' env "FASTGAN_BF16=${CPU_BF16_PATH:-auto}" "$PY" benchmarks/train_step.py \
                           --precision bf16 --with-fp32 --profile 3 \
                           ${CPU_BF16_ARGS:---threads 16 --batch-size 128 --steps 8} ;;
         # shellcheck disable=SC2086

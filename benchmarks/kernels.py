@@ -5,6 +5,7 @@
     python benchmarks/kernels.py --kernel batch_norm_act_forward --batch-size 128 --repeats 50
     python benchmarks/kernels.py --precision bf16         # the convolutions' *_bf16 kernels beside torch's bf16
     FASTGAN_BF16=amx python benchmarks/kernels.py --precision bf16     # ... on the AMX GEMM (csrc/cpu/gemm_bf16.cpp)
+    FASTGAN_BF16=float32 python benchmarks/kernels.py --precision bf16 # ... as float32 kernels on rounded operands
     python benchmarks/kernels.py --model dcgan64 --conv-choices direct,im2col   # where the direct kernels win
 
 For every case, each available implementation (reference, cpu, ...) is first checked against the reference on the

@@ -26,9 +26,10 @@ weight gradients in G's step, or both compute them). The MLP GAN's simultaneous 
 --precision bf16 runs every step of fastgan under fastgan.autocast("bfloat16") and every step of torch under
 torch.autocast("cpu", dtype=torch.bfloat16): in both, the convolutions take bfloat16 operands and sum in float32,
 and batch norm's statistics, the loss and Adam stay float32 (docs/precision.md). What each engine then computes
-depends on the CPU: fastgan's bf16 products are its float32 kernels on operands rounded to bfloat16 (by default;
-FASTGAN_BF16=amx puts them on its AMX GEMM, docs/precision.md); torch's are oneDNN's bf16 convolutions, which on a CPU without bf16 arithmetic
-convert to float32 inside the kernel too. The first steps are validated at bfloat16's level (losses within 2 %).
+depends on the CPU: fastgan's bf16 products are its direct convolutions on VDPBF16PS where the CPU has AVX-512-BF16,
+else its float32 kernels on operands rounded to bfloat16 (FASTGAN_BF16 chooses: docs/precision.md); torch's are
+oneDNN's bf16 convolutions, which on a CPU without bf16 arithmetic convert to float32 inside the kernel too. The
+first steps are validated at bfloat16's level (losses within 2 %).
 """
 import argparse
 import contextlib

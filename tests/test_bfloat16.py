@@ -179,6 +179,31 @@ def test_gemm_bf16_does_not_depend_on_threads(gemm_path):
         cpu.set_num_threads(before)
 
 
+def test_direct_bf16_kernels_do_not_depend_on_threads():
+    """The direct convolutions and weight gradients on bfloat16 pairs, every gradient, bit for bit on 1, 2 and 3
+    threads: an odd channel count (a channel beside a zero), an odd batch over several chunks of image pairs."""
+    cpu, rng = native_cpu("avx512-bf16"), np.random.default_rng(4)
+    x = rng.standard_normal((19, 23, 9, 9)).astype(np.float32)
+    w, wt = (0.1 * rng.standard_normal(shape).astype(np.float32) for shape in ((40, 23, 4, 4), (23, 40, 4, 4)))
+
+    def run():
+        with cpu.use_bf16("avx512-bf16"), cpu.use_conv("direct"):
+            y = cpu.conv2d_forward_bf16(x, w, None, (2, 2), (1, 1))
+            yt = cpu.conv_transpose2d_forward_bf16(x, wt, None, (2, 2), (1, 1), (1, 1))
+            return [y, yt, *cpu.conv2d_backward_bf16(np.cos(y), x, w, (2, 2), (1, 1)),
+                    *cpu.conv_transpose2d_backward_bf16(np.cos(yt), x, wt, (2, 2), (1, 1), (1, 1))]
+    before = cpu.get_num_threads()
+    try:
+        cpu.set_num_threads(1)
+        one = run()
+        for n in (2, 3):
+            cpu.set_num_threads(n)
+            for i, (a, b) in enumerate(zip(one, run(), strict=True)):
+                np.testing.assert_array_equal(a, b, err_msg=f"output {i} with {n} threads")
+    finally:
+        cpu.set_num_threads(before)
+
+
 def test_gemm_bf16_errors():
     cpu = native_cpu()
     a = np.ones((2, 3), np.float32)
