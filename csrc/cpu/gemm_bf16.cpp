@@ -399,14 +399,13 @@ bool cpuid_bit(unsigned leaf, unsigned sub, int reg, int bit) {
     return (r[reg] >> bit) & 1u;
 }
 
-bool has_amx() { return cpuid_bit(7, 0, 3, 24) && cpuid_bit(7, 0, 3, 22); }   // EDX: AMX-TILE, AMX-BF16
-
-// Linux gives a process the 8 KB of AMX tile state only when asked (once per process).
-void request_amx() {
-    static const long status = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */);
-    if (status != 0)
-        throw std::runtime_error("gemm_bf16: Linux refused the AMX tile state (arch_prctl ARCH_REQ_XCOMP_PERM); "
-                                 "use another path");
+// The CPU has the AMX instructions (CPUID: AMX-TILE, AMX-BF16), and Linux gives this process the 8 KB of tile
+// state, which it does only when asked (once per process); a kernel or hypervisor without AMX support refuses, and
+// then the path is not offered.
+bool has_amx() {
+    static const bool usable = cpuid_bit(7, 0, 3, 24) && cpuid_bit(7, 0, 3, 22) &&
+                               syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
+    return usable;
 }
 
 Strided strided(const py::array& x, const char* name) {
@@ -423,14 +422,13 @@ Strided strided(const py::array& x, const char* name) {
             x.strides(1) / index_t(sizeof(float))};
 }
 
-// f(T{}) for the tile operations T of `path` ("emulated", "avx512-bf16" or "amx"), after checking that this CPU
-// runs it (and asking Linux for the AMX state).
+// f(T{}) for the operations T of `path` ("emulated", "avx512-bf16" or "amx"), after checking that this CPU runs it.
 template <typename F>
 auto on_path(const std::string& path, const char* op, F&& f) {
     if (path == "emulated") return f(Emulated{});
 #ifdef FASTGAN_BF16_HW
     if (path == "avx512-bf16" && has_avx512_bf16()) return f(Avx512Bf16{});
-    if (path == "amx" && has_amx()) return request_amx(), f(Amx{});
+    if (path == "amx" && has_amx()) return f(Amx{});
 #endif
     if (path == "amx" || path == "avx512-bf16") throw std::runtime_error(std::string(op) + ": this CPU has no " + path);
     throw py::value_error(std::string(op) + ": unknown path '" + path + "' (emulated, avx512-bf16 or amx)");
@@ -438,7 +436,8 @@ auto on_path(const std::string& path, const char* op, F&& f) {
 
 }  // namespace
 
-bool has_avx512_bf16() { return cpuid_bit(7, 0, 1, 16) && cpuid_bit(7, 1, 0, 5); }  // AVX512F; EAX: AVX512_BF16
+// AVX-512F and AVX512_BF16, with the vector state enabled by the OS (GCC's check reads XCR0 too)
+bool has_avx512_bf16() { return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16"); }
 
 void register_gemm_bf16(py::module_& m) {
     m.def("bf16_paths", [] {
