@@ -689,6 +689,9 @@ def main(argv=None, comm=None):
             with atomic_write(os.path.join(run_dir, CONFIG), "w") as f:
                 json.dump({**config, "device": device}, f, indent=2)
         print(f"run folder: {run_dir}  (device: {device})")
+        if config["precision"] == "bf16" and device == "cpu":
+            native = dispatch.implementation("cpu")
+            print(f"bfloat16 products: {native.bfloat16_path() if native else 'the NumPy reference'}")
         run(config, run_dir, state, progress=not args.no_progress, dry_run=args.dry_run, device=device, data=data,
             mnist=mnist, parallel=parallel)
     except (TrainingError, CheckpointError, MNISTError, FolderError) as err:
