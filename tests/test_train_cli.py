@@ -415,7 +415,7 @@ def test_the_reported_divergent_runs_stop_with_a_sound_checkpoint(tmp_path, caps
 def test_a_bf16_run_records_its_precision_and_resumes_exactly(tmp_path, capsys, quick):
     straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
     assert run("--precision", "bf16", "--epochs", "2", "--out", straight) == 0
-    assert "bfloat16 products: " in capsys.readouterr().out    # and how they run (python -m fastgan.kernels says it too)
+    assert "bfloat16 products: " in capsys.readouterr().out  # and which path they take
     assert run("--precision", "bf16", "--epochs", "1", "--out", resumed) == 0
     assert json.load(open(os.path.join(resumed, "config.json")))["precision"] == "bf16"
     assert run("--resume", resumed, "--epochs", "2") == 0       # the precision comes back from the checkpoint
