@@ -112,7 +112,7 @@ _conv = _Setting("FASTGAN_CONV", CONV_CHOICES, _direct_needs_avx512)
 # operands), "avx512-bf16" (the direct kernels on VDPBF16PS), or "amx" / "emulated" (im2col + the bfloat16 GEMM of
 # csrc/cpu/gemm_bf16.cpp); the hardware ones where the CPU has them.
 BF16_CHOICES = ("auto", "float32", "amx", "avx512-bf16", "emulated")
-_BF16_PATHS = _C.bf16_paths()  # the GEMM paths this CPU runs: "emulated", and "avx512-bf16", "amx" where it has them
+_BF16_PATHS = _C.bf16_paths()  # the bfloat16 paths this CPU runs: "emulated", and "avx512-bf16", "amx" where usable
 
 
 def _bf16_hardware(choice, source):
