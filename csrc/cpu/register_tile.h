@@ -40,6 +40,20 @@ constexpr int kTileQ = 7;  // columns (pixels, or output channels)
 
 #ifdef FASTGAN_AVX512
 
+// The lane operations of a step, for each operand type: load 16 lanes, broadcast one value to all of them, and
+// add the lanes' products to a float32 accumulator.
+FASTGAN_TILE_FN __m512 lanes_load(const float* p) { return _mm512_loadu_ps(p); }
+FASTGAN_TILE_FN __m512i lanes_load(const bf16x2* p) { return _mm512_loadu_si512(p); }
+FASTGAN_TILE_FN __m512 lanes_broadcast(float x) { return _mm512_set1_ps(x); }
+FASTGAN_TILE_FN __m512i lanes_broadcast(bf16x2 x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+FASTGAN_TILE_FN __m512 lanes_madd(__m512 acc, __m512 v, __m512 s) { return _mm512_fmadd_ps(v, s, acc); }
+// VDPBF16PS as one line of assembly: the tiles are compiled for AVX-512F alone (a target attribute cannot depend on
+// a template argument), and the instruction is reached only on a CPU that has it
+FASTGAN_TILE_FN __m512 lanes_madd(__m512 acc, __m512i v, __m512i s) {
+    __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(v), "v"(s));
+    return acc;
+}
+
 template <int R, int Q>
 struct RegisterTile {
     __m512 acc[R][Q];
@@ -63,37 +77,19 @@ struct RegisterTile {
 #pragma GCC unroll 4
             for (int r = 0; r < R; ++r) _mm512_storeu_ps(p + q * row + 16 * r, acc[r][q]);
     }
-    // one step of float32 products
-    FASTGAN_TILE_FN void step(const float* __restrict vectors, const float* __restrict scalars, index_t stride) {
-        __m512 v[R];
+    // one step: float32 products (FMA), or bfloat16 pair products (VDPBF16PS; the caller has checked for
+    // AVX-512-BF16), by the operands' type (the lane operations above)
+    template <class U>
+    FASTGAN_TILE_FN void step(const U* __restrict vectors, const U* __restrict scalars, index_t stride) {
+        decltype(lanes_load(vectors)) v[R];
 #pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) v[r] = _mm512_loadu_ps(vectors + 16 * r);
+        for (int r = 0; r < R; ++r) v[r] = lanes_load(vectors + 16 * r);
 #pragma GCC unroll 7
         for (int q = 0; q < Q; ++q) {
-            const __m512 s = _mm512_set1_ps(scalars[q * stride]);
+            const auto s = lanes_broadcast(scalars[q * stride]);
 #pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) acc[r][q] = _mm512_fmadd_ps(v[r], s, acc[r][q]);
+            for (int r = 0; r < R; ++r) acc[r][q] = lanes_madd(acc[r][q], v[r], s);
         }
-    }
-    // one step of bfloat16 products: two terms of the sum per lane (the caller has checked for AVX-512-BF16)
-    FASTGAN_TILE_FN void step(const bf16x2* __restrict vectors, const bf16x2* __restrict scalars, index_t stride) {
-        __m512i v[R];
-#pragma GCC unroll 4
-        for (int r = 0; r < R; ++r) v[r] = _mm512_loadu_si512(vectors + 16 * r);
-#pragma GCC unroll 7
-        for (int q = 0; q < Q; ++q) {
-            const __m512i s = _mm512_set1_epi32(static_cast<int>(scalars[q * stride]));
-#pragma GCC unroll 4
-            for (int r = 0; r < R; ++r) acc[r][q] = dot_bf16x2(acc[r][q], v[r], s);
-        }
-    }
-
-    // acc + the lanes' pair products (VDPBF16PS), as one line of assembly: the tiles are compiled for AVX-512F
-    // alone (a target attribute cannot depend on a template argument), and the instruction is reached only on a
-    // CPU that has it
-    FASTGAN_TILE_FN static __m512 dot_bf16x2(__m512 acc, __m512i a, __m512i b) {
-        __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-        return acc;
     }
 };
 
